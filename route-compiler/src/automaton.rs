@@ -1,0 +1,237 @@
+//! The automata a table runs: a precompiled dense DFA, or a lazy DFA where
+//! the dense one would be too large.
+//!
+//! Every automaton here is *anchored* and answers *full* matches: it is run
+//! over the whole haystack and then given the end-of-input transition; the
+//! patterns reported by the state it ends in are exactly those that match
+//! the whole haystack. With [`MatchKind::All`] every such pattern is
+//! reported, not just the leftmost-first one, which is what lets one
+//! automaton stand for every path condition of a listener: the candidates
+//! come out together and precedence picks among them.
+//!
+//! Syntax is RE2's: Unicode-aware classes are off, so `\d`, `\w`, `\s` and
+//! `\b` are ASCII, as in RE2, and `.` matches any byte but `\n`; literal
+//! non-ASCII characters in a pattern match their UTF-8 bytes.
+
+use regex_automata::dfa::{Automaton as _, StartKind, dense};
+use regex_automata::hybrid;
+use regex_automata::nfa::thompson;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind, PatternID};
+
+/// Default cap on one dense DFA's size; past it the lazy DFA takes over.
+pub const DEFAULT_DENSE_LIMIT: usize = 48 << 20;
+
+/// Memory the lazy DFA may use for its cache, per automaton and worker.
+pub const DEFAULT_LAZY_CACHE: usize = 2 << 20;
+
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
+}
+
+fn thompson_config() -> thompson::Config {
+    thompson::Config::new().utf8(false).shrink(false)
+}
+
+/// Checks that `pattern` compiles with the table's syntax; the error text is
+/// regex-syntax's, which points at the offending part.
+pub fn check_syntax(pattern: &str) -> Result<(), String> {
+    regex_automata::util::syntax::parse_with(pattern, &syntax_config())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Builds a dense DFA over `patterns`, or reports that it passes `limit`.
+pub(crate) fn build_dense(
+    patterns: &[String],
+    limit: usize,
+) -> Result<dense::DFA<Vec<u32>>, regex_automata::dfa::dense::BuildError> {
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .match_kind(MatchKind::All)
+                .start_kind(StartKind::Anchored)
+                .dfa_size_limit(Some(limit))
+                .determinize_size_limit(Some(limit)),
+        )
+        .syntax(syntax_config())
+        .thompson(thompson_config())
+        .build_many(patterns)
+}
+
+/// Builds a lazy DFA over `patterns`.
+pub(crate) fn build_lazy(patterns: &[String]) -> Result<hybrid::dfa::DFA, hybrid::BuildError> {
+    hybrid::dfa::Builder::new()
+        .configure(
+            hybrid::dfa::Config::new()
+                .match_kind(MatchKind::All)
+                .starts_for_each_pattern(false)
+                .cache_capacity(DEFAULT_LAZY_CACHE)
+                .skip_cache_capacity_check(true)
+                .minimum_cache_clear_count(None),
+        )
+        .syntax(syntax_config())
+        .thompson(thompson_config())
+        .build_many(patterns)
+}
+
+/// A loaded automaton.
+#[derive(Debug, Clone)]
+pub(crate) enum Automaton<'a> {
+    /// Zero-copy view of a dense DFA in the table file.
+    Dense(dense::DFA<&'a [u32]>),
+    /// A lazy DFA rebuilt from its patterns at load time; it needs a cache
+    /// from the caller's [`Scratch`], at `cache`.
+    Lazy {
+        dfa: Box<hybrid::dfa::DFA>,
+        cache: usize,
+    },
+}
+
+/// Per-worker mutable state for lookups: one cache per lazy automaton.
+/// Dense automata need none, so for most tables this is empty.
+#[derive(Debug, Clone)]
+pub struct Scratch {
+    pub(crate) caches: Vec<hybrid::dfa::Cache>,
+}
+
+impl Automaton<'_> {
+    /// Calls `each` with every pattern that matches all of `haystack`, in the
+    /// order the automaton reports them, until it returns `false`.
+    pub(crate) fn for_each_full_match(
+        &self,
+        haystack: &[u8],
+        scratch: &mut Scratch,
+        mut each: impl FnMut(PatternID) -> bool,
+    ) {
+        let input = Input::new(haystack).anchored(Anchored::Yes);
+        match self {
+            Automaton::Dense(dfa) => {
+                let Ok(mut state) = dfa.start_state_forward(&input) else {
+                    return;
+                };
+                for &byte in haystack {
+                    state = dfa.next_state(state, byte);
+                    if dfa.is_dead_state(state) {
+                        return;
+                    }
+                }
+                state = dfa.next_eoi_state(state);
+                if dfa.is_match_state(state) {
+                    for i in 0..dfa.match_len(state) {
+                        if !each(dfa.match_pattern(state, i)) {
+                            return;
+                        }
+                    }
+                }
+            }
+            Automaton::Lazy { dfa, cache } => {
+                let Some(cache) = scratch.caches.get_mut(*cache) else {
+                    return;
+                };
+                let Ok(mut state) = dfa.start_state_forward(cache, &input) else {
+                    return;
+                };
+                for &byte in haystack {
+                    // With `minimum_cache_clear_count(None)` the lazy DFA
+                    // never gives up, so this error cannot happen; treat it
+                    // as "no match" rather than panic.
+                    let Ok(next) = dfa.next_state(cache, state, byte) else {
+                        return;
+                    };
+                    state = next;
+                    if state.is_dead() {
+                        return;
+                    }
+                }
+                let Ok(end) = dfa.next_eoi_state(cache, state) else {
+                    return;
+                };
+                if end.is_match() {
+                    for i in 0..dfa.match_len(cache, end) {
+                        if !each(dfa.match_pattern(cache, end, i)) {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the single-pattern automaton matches all of `haystack`.
+    pub(crate) fn is_full_match(&self, haystack: &[u8], scratch: &mut Scratch) -> bool {
+        let mut matched = false;
+        self.for_each_full_match(haystack, scratch, |_| {
+            matched = true;
+            false
+        });
+        matched
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dense_matches(patterns: &[&str], haystack: &str) -> Vec<usize> {
+        let patterns: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
+        let dfa = build_dense(&patterns, DEFAULT_DENSE_LIMIT).unwrap();
+        let (bytes, pad) = dfa.to_bytes_native_endian();
+        let (dfa, _) = dense::DFA::from_bytes(&bytes[pad..]).unwrap();
+        let auto = Automaton::Dense(dfa);
+        let mut out = vec![];
+        let mut scratch = Scratch { caches: vec![] };
+        auto.for_each_full_match(haystack.as_bytes(), &mut scratch, |p| {
+            out.push(p.as_usize());
+            true
+        });
+        out
+    }
+
+    fn lazy_matches(patterns: &[&str], haystack: &str) -> Vec<usize> {
+        let patterns: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
+        let dfa = build_lazy(&patterns).unwrap();
+        let mut scratch = Scratch {
+            caches: vec![dfa.create_cache()],
+        };
+        let auto = Automaton::Lazy {
+            dfa: Box::new(dfa),
+            cache: 0,
+        };
+        let mut out = vec![];
+        auto.for_each_full_match(haystack.as_bytes(), &mut scratch, |p| {
+            out.push(p.as_usize());
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn reports_every_full_match_and_nothing_partial() {
+        let patterns = [
+            "/(?s:.*)",
+            "/api(?:/(?s:.*))?",
+            "/api/v[0-9]+/tasks",
+            r"/x\d",
+        ];
+        assert_eq!(dense_matches(&patterns, "/api/v1/tasks"), [0, 1, 2]);
+        assert_eq!(dense_matches(&patterns, "/api/v1/tasks/1"), [0, 1]);
+        assert_eq!(dense_matches(&patterns, "/apis"), [0]);
+        assert_eq!(lazy_matches(&patterns, "/api/v1/tasks"), [0, 1, 2]);
+        assert_eq!(lazy_matches(&patterns, "/apis"), [0]);
+    }
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_re2() {
+        assert_eq!(dense_matches(&[r"/x\d"], "/x3"), [0]);
+        assert!(dense_matches(&[r"/x\d"], "/x\u{663}").is_empty());
+        assert_eq!(dense_matches(&["/é"], "/é"), [0]);
+    }
+
+    #[test]
+    fn size_limit_is_reported_not_panicked() {
+        let patterns = vec!["(?:[a-z]*a[a-z]{14})".to_string()];
+        assert!(build_dense(&patterns, 1 << 12).is_err());
+        assert!(build_lazy(&patterns).is_ok());
+    }
+}
