@@ -81,7 +81,8 @@ pub(crate) enum Automaton<'a> {
     /// Zero-copy view of a dense DFA in the table file.
     Dense(dense::DFA<&'a [u32]>),
     /// A lazy DFA rebuilt from its patterns at load time; it needs a cache
-    /// from the caller's [`Scratch`], at `cache`.
+    /// from the caller's [`Scratch`]: `cache` indexes [`Scratch::path`] for
+    /// path automata and [`Scratch::value`] for header/query ones.
     Lazy {
         dfa: Box<hybrid::dfa::DFA>,
         cache: usize,
@@ -89,10 +90,15 @@ pub(crate) enum Automaton<'a> {
 }
 
 /// Per-worker mutable state for lookups: one cache per lazy automaton.
-/// Dense automata need none, so for most tables this is empty.
+/// Dense automata need none, so for most tables both are empty.
+///
+/// Path and value automata keep their caches apart because a lookup runs
+/// value automata (header and query predicates) while a path automaton is
+/// still reporting its matches.
 #[derive(Debug, Clone)]
 pub struct Scratch {
-    pub(crate) caches: Vec<hybrid::dfa::Cache>,
+    pub(crate) path: Vec<hybrid::dfa::Cache>,
+    pub(crate) value: Vec<hybrid::dfa::Cache>,
 }
 
 impl Automaton<'_> {
@@ -101,7 +107,7 @@ impl Automaton<'_> {
     pub(crate) fn for_each_full_match(
         &self,
         haystack: &[u8],
-        scratch: &mut Scratch,
+        caches: &mut [hybrid::dfa::Cache],
         mut each: impl FnMut(PatternID) -> bool,
     ) {
         let input = Input::new(haystack).anchored(Anchored::Yes);
@@ -126,7 +132,7 @@ impl Automaton<'_> {
                 }
             }
             Automaton::Lazy { dfa, cache } => {
-                let Some(cache) = scratch.caches.get_mut(*cache) else {
+                let Some(cache) = caches.get_mut(*cache) else {
                     return;
                 };
                 let Ok(mut state) = dfa.start_state_forward(cache, &input) else {
@@ -159,9 +165,9 @@ impl Automaton<'_> {
     }
 
     /// Whether the single-pattern automaton matches all of `haystack`.
-    pub(crate) fn is_full_match(&self, haystack: &[u8], scratch: &mut Scratch) -> bool {
+    pub(crate) fn is_full_match(&self, haystack: &[u8], caches: &mut [hybrid::dfa::Cache]) -> bool {
         let mut matched = false;
-        self.for_each_full_match(haystack, scratch, |_| {
+        self.for_each_full_match(haystack, caches, |_| {
             matched = true;
             false
         });
@@ -180,8 +186,7 @@ mod tests {
         let (dfa, _) = dense::DFA::from_bytes(&bytes[pad..]).unwrap();
         let auto = Automaton::Dense(dfa);
         let mut out = vec![];
-        let mut scratch = Scratch { caches: vec![] };
-        auto.for_each_full_match(haystack.as_bytes(), &mut scratch, |p| {
+        auto.for_each_full_match(haystack.as_bytes(), &mut [], |p| {
             out.push(p.as_usize());
             true
         });
@@ -191,15 +196,13 @@ mod tests {
     fn lazy_matches(patterns: &[&str], haystack: &str) -> Vec<usize> {
         let patterns: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
         let dfa = build_lazy(&patterns).unwrap();
-        let mut scratch = Scratch {
-            caches: vec![dfa.create_cache()],
-        };
+        let mut caches = vec![dfa.create_cache()];
         let auto = Automaton::Lazy {
             dfa: Box::new(dfa),
             cache: 0,
         };
         let mut out = vec![];
-        auto.for_each_full_match(haystack.as_bytes(), &mut scratch, |p| {
+        auto.for_each_full_match(haystack.as_bytes(), &mut caches, |p| {
             out.push(p.as_usize());
             true
         });

@@ -347,11 +347,11 @@ fn glob_regexes(route: &RouteEntry, sources: &Sources, out: &mut Vec<Diagnostic>
                         route.origin,
                         &path,
                         format!(
-                            "regular expression `{regex}` looks like a glob: as a regex, `*` repeats the character before it, so this does not match \"anything\" there"
+                            "regular expression `{regex}` looks like a glob: as a regex, `*` repeats the character before it (did you mean `{meant}`?)"
                         ),
                     )
                     .object(object(route))
-                    .help(format!("if a wildcard was meant, write `{meant}`; if the repetition was meant, write it as `{{0,}}` or wrap it in parentheses to say so")),
+                    .help(format!("if a wildcard was meant, write `{meant}`; if the repetition was meant, write it as `{{0,}}` to say so")),
             );
         }
     };

@@ -261,7 +261,10 @@ fn query_param<'q>(query: &'q [u8], name: &str) -> Option<&'q [u8]> {
 struct Loaded<'a> {
     meta: Meta,
     automata: Vec<Automaton<'a>>,
-    lazy: Vec<usize>,
+    /// Lazy path automata, in the order of [`Scratch::path`].
+    lazy_path: Vec<usize>,
+    /// Lazy value automata, in the order of [`Scratch::value`].
+    lazy_value: Vec<usize>,
     /// Port → listener index.
     ports: HashMap<u16, HostIndex>,
     /// Listener → virtual host index.
@@ -360,15 +363,19 @@ impl Table {
     /// Fresh per-worker lookup state.
     pub fn scratch(&self) -> Scratch {
         let loaded = self.loaded();
-        let caches = loaded
-            .lazy
-            .iter()
-            .filter_map(|&i| match loaded.automata.get(i) {
-                Some(Automaton::Lazy { dfa, .. }) => Some(dfa.create_cache()),
-                _ => None,
-            })
-            .collect();
-        Scratch { caches }
+        let caches = |indexes: &[usize]| {
+            indexes
+                .iter()
+                .filter_map(|&i| match loaded.automata.get(i) {
+                    Some(Automaton::Lazy { dfa, .. }) => Some(dfa.create_cache()),
+                    _ => None,
+                })
+                .collect()
+        };
+        Scratch {
+            path: caches(&loaded.lazy_path),
+            value: caches(&loaded.lazy_value),
+        }
     }
 
     /// Every listener, in the order the Gateways list them.
@@ -400,8 +407,11 @@ impl Table {
         let loaded = self.loaded();
         let mut each = each;
         if let Some(m) = loaded.meta.matchers.get(matcher as usize) {
-            loaded.automata[m.automaton as usize]
-                .for_each_full_match(path, scratch, |p| each(p.as_u32()));
+            loaded.automata[m.automaton as usize].for_each_full_match(
+                path,
+                &mut scratch.path,
+                |p| each(p.as_u32()),
+            );
         }
     }
 
@@ -426,8 +436,11 @@ impl<'a> Loaded<'a> {
         let meta: Meta =
             postcard::from_bytes(meta_bytes).map_err(|e| LoadError::Meta(e.to_string()))?;
 
+        let is_path: std::collections::HashSet<u32> =
+            meta.matchers.iter().map(|m| m.automaton).collect();
         let mut automata = Vec::with_capacity(meta.automata.len());
-        let mut lazy = Vec::new();
+        let mut lazy_path = Vec::new();
+        let mut lazy_value = Vec::new();
         for (index, source) in meta.automata.iter().enumerate() {
             let automaton = match source {
                 AutomatonSource::Dense(section) => {
@@ -448,8 +461,13 @@ impl<'a> Loaded<'a> {
                             index,
                             reason: e.to_string(),
                         })?;
-                    let cache = lazy.len();
-                    lazy.push(index);
+                    let class = if is_path.contains(&(index as u32)) {
+                        &mut lazy_path
+                    } else {
+                        &mut lazy_value
+                    };
+                    let cache = class.len();
+                    class.push(index);
                     Automaton::Lazy {
                         dfa: Box::new(dfa),
                         cache,
@@ -477,7 +495,8 @@ impl<'a> Loaded<'a> {
         Ok(Loaded {
             meta,
             automata,
-            lazy,
+            lazy_path,
+            lazy_value,
             ports,
             vhosts,
         })
@@ -515,8 +534,11 @@ impl<'a> Loaded<'a> {
         };
         let automaton = &self.automata[matcher.automaton as usize];
         let mut best: Option<(u32, &MatchEntry)> = None;
-        let mut predicate_scratch = std::mem::replace(scratch, Scratch { caches: Vec::new() });
-        automaton.for_each_full_match(path, scratch, |pattern| {
+        let Scratch {
+            path: path_caches,
+            value: value_caches,
+        } = scratch;
+        automaton.for_each_full_match(path, path_caches, |pattern| {
             let pattern = pattern.as_u32();
             if best.is_some_and(|(b, _)| b <= pattern) {
                 return true;
@@ -528,17 +550,11 @@ impl<'a> Loaded<'a> {
             else {
                 return true;
             };
-            if self.conditions_hold(entry, request, query, &mut predicate_scratch) {
+            if self.conditions_hold(entry, request, query, value_caches) {
                 best = Some((pattern, entry));
             }
             true
         });
-        // The automaton's caches and the predicates' caches are the same
-        // vector; it was lent out while the automaton borrowed `scratch`.
-        std::mem::swap(scratch, &mut predicate_scratch);
-        if !predicate_scratch.caches.is_empty() {
-            scratch.caches = predicate_scratch.caches;
-        }
         let Some((_, entry)) = best else {
             return no_route;
         };
@@ -557,26 +573,26 @@ impl<'a> Loaded<'a> {
         entry: &MatchEntry,
         request: &impl RequestView,
         query: &[u8],
-        scratch: &mut Scratch,
+        caches: &mut [regex_automata::hybrid::dfa::Cache],
     ) -> bool {
         if let Some(method) = &entry.method {
             if request.method() != method.as_bytes() {
                 return false;
             }
         }
-        let value_ok = |value: &[u8], test: &ValueTest, scratch: &mut Scratch| match test {
+        let value_ok = |value: &[u8], test: &ValueTest, caches: &mut [_]| match test {
             ValueTest::Exact(v) => value == v.as_bytes(),
-            ValueTest::Regex(a) => self.automata[*a as usize].is_full_match(value, scratch),
+            ValueTest::Regex(a) => self.automata[*a as usize].is_full_match(value, caches),
         };
         for predicate in &entry.headers {
             match request.header(&predicate.name) {
-                Some(value) if value_ok(value, &predicate.test, scratch) => {}
+                Some(value) if value_ok(value, &predicate.test, caches) => {}
                 _ => return false,
             }
         }
         for predicate in &entry.query {
             match query_param(query, &predicate.name) {
-                Some(value) if value_ok(value, &predicate.test, scratch) => {}
+                Some(value) if value_ok(value, &predicate.test, caches) => {}
                 _ => return false,
             }
         }
