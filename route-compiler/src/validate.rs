@@ -484,154 +484,43 @@ impl Validator<'_> {
         listeners: &[Listener],
         gateways: &[(Origin, Gateway)],
     ) -> Option<RouteEntry> {
-        let errors_before = self.error_count();
-        let (name, at, created) = self.route_header(RouteKind::Http, origin, &route.metadata);
-        let spec = &route.spec;
-        if spec.rules.len() > MAX_RULES {
-            self.error(
-                "too-many-rules",
-                &at,
-                &path!["spec", "rules"],
-                format!(
-                    "{} rules; Gateway API allows at most {MAX_RULES} per route",
-                    spec.rules.len()
-                ),
-                "split the route into several routes",
-            );
-        }
-        self.check_rule_names(&at, spec.rules.iter().map(|r| r.name.as_deref()));
-        let mut rules = Vec::new();
-        let mut matches = Vec::new();
-        for (rule_index, rule) in spec.rules.iter().enumerate() {
-            let rp = path!["spec", "rules", rule_index];
-            if rule.matches.len() > MAX_MATCHES {
-                self.error(
-                    "too-many-matches",
-                    &at,
-                    &[rp.clone(), path!["matches"]].concat(),
-                    format!(
-                        "{} matches; Gateway API allows at most {MAX_MATCHES} per rule",
-                        rule.matches.len()
-                    ),
-                    "split the rule",
-                );
-            }
-            let mut rule_matches = Vec::new();
-            if rule.matches.is_empty() {
-                rule_matches.push(default_match());
-            }
-            for (match_index, m) in rule.matches.iter().enumerate() {
-                let mp = [rp.clone(), path!["matches", match_index]].concat();
-                if let Some(m) = self.http_match(&at, &mp, m) {
-                    rule_matches.push(m);
-                }
-            }
-            if rule.retry.is_some() {
-                self.warning(
-                    "unsupported-field",
-                    &at,
-                    &[rp.clone(), path!["retry"]].concat(),
-                    "`retry` is not honoured: sluice does not retry requests",
-                    "remove `retry`; failed requests get 502/503/504 as they happen",
-                );
-            }
-            if rule.session_persistence.is_some() {
-                self.warning(
-                    "unsupported-field",
-                    &at,
-                    &[rp.clone(), path!["sessionPersistence"]].concat(),
-                    "`sessionPersistence` is not honoured: every request is balanced on its own",
-                    "remove `sessionPersistence`",
-                );
-            }
-            let timeouts = self.timeouts(&at, &rp, rule.timeouts.as_ref());
-            let mut filters = Vec::new();
-            for (filter_index, filter) in rule.filters.iter().enumerate() {
-                let fp = [rp.clone(), path!["filters", filter_index]].concat();
-                if let Some(f) = self.http_filter(
-                    &at,
-                    &fp,
-                    &name.namespace,
-                    RouteKind::Http,
-                    filter,
-                    &rule.matches,
-                ) {
-                    filters.push(f);
-                }
-            }
-            self.check_filter_combination(&at, &rp, &filters, !rule.backend_refs.is_empty());
-            let mut backends = Vec::new();
-            for (backend_index, backend) in rule.backend_refs.iter().enumerate() {
-                let bp = [rp.clone(), path!["backendRefs", backend_index]].concat();
-                if !backend.filters.is_empty() {
-                    self.error(
-                        "unsupported-filter",
-                        &at,
-                        &[bp.clone(), path!["filters"]].concat(),
-                        "filters on a single backendRef are not supported",
-                        "move the filters to the rule's `filters`",
-                    );
-                }
-                let reference = BackendObjectReference {
-                    group: backend.group.clone(),
-                    kind: backend.kind.clone(),
-                    name: backend.name.clone(),
-                    namespace: backend.namespace.clone(),
-                    port: backend.port,
-                };
-                if let Some(b) = self.backend(
-                    &at,
-                    &bp,
-                    &name.namespace,
-                    RouteKind::Http,
-                    &reference,
-                    backend.weight,
-                ) {
-                    backends.push(b);
-                }
-            }
-            let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
-            rules.push(Rule {
-                name: rule.name.clone(),
-                filters,
-                backends,
-                total_weight,
-                timeouts,
-            });
-            matches.push(rule_matches);
-        }
-        if spec.rules.is_empty() {
-            // Gateway API defaults `rules` to one rule matching everything,
-            // with no backends (so 500).
-            rules.push(Rule {
-                name: None,
-                filters: Vec::new(),
-                backends: Vec::new(),
-                total_weight: 0,
-                timeouts: Timeouts::default(),
-            });
-            matches.push(vec![default_match()]);
-        }
-        let attachments = self.attach(
-            &at,
-            RouteKind::Http,
-            &name,
-            &spec.parent_refs,
-            &spec.hostnames,
-            listeners,
-            gateways,
-        );
-        (self.error_count() == errors_before).then(|| RouteEntry {
-            route: Route {
-                kind: RouteKind::Http,
-                name,
-                rules,
-            },
-            matches,
-            created,
-            attachments,
+        let rules = route
+            .spec
+            .rules
+            .iter()
+            .map(|rule| RuleView {
+                name: rule.name.as_deref(),
+                matches: Matches::Http(&rule.matches),
+                filters: rule.filters.clone(),
+                backends: rule
+                    .backend_refs
+                    .iter()
+                    .map(|b| BackendView {
+                        reference: BackendObjectReference {
+                            group: b.group.clone(),
+                            kind: b.kind.clone(),
+                            name: b.name.clone(),
+                            namespace: b.namespace.clone(),
+                            port: b.port,
+                        },
+                        weight: b.weight,
+                        has_filters: !b.filters.is_empty(),
+                    })
+                    .collect(),
+                timeouts: rule.timeouts.as_ref(),
+                retry: rule.retry.is_some(),
+                session_persistence: rule.session_persistence.is_some(),
+            })
+            .collect();
+        let view = RouteView {
+            kind: RouteKind::Http,
             origin,
-        })
+            meta: &route.metadata,
+            parent_refs: &route.spec.parent_refs,
+            hostnames: &route.spec.hostnames,
+            rules,
+        };
+        self.route(view, listeners, gateways)
     }
 
     fn grpc_route(
@@ -641,107 +530,122 @@ impl Validator<'_> {
         listeners: &[Listener],
         gateways: &[(Origin, Gateway)],
     ) -> Option<RouteEntry> {
+        let rules = route
+            .spec
+            .rules
+            .iter()
+            .map(|rule| RuleView {
+                name: rule.name.as_deref(),
+                matches: Matches::Grpc(&rule.matches),
+                // GRPCRoute filters are a subset of HTTPRoute's, with the
+                // same shapes: validate them as one.
+                filters: rule
+                    .filters
+                    .iter()
+                    .map(|f| model::HttpRouteFilter {
+                        r#type: f.r#type.clone(),
+                        request_header_modifier: f.request_header_modifier.clone(),
+                        response_header_modifier: f.response_header_modifier.clone(),
+                        request_mirror: f.request_mirror.clone(),
+                        request_redirect: None,
+                        url_rewrite: None,
+                        extension_ref: f.extension_ref.clone(),
+                        cors: None,
+                        external_auth: None,
+                    })
+                    .collect(),
+                backends: rule
+                    .backend_refs
+                    .iter()
+                    .map(|b| BackendView {
+                        reference: BackendObjectReference {
+                            group: b.group.clone(),
+                            kind: b.kind.clone(),
+                            name: b.name.clone(),
+                            namespace: b.namespace.clone(),
+                            port: b.port,
+                        },
+                        weight: b.weight,
+                        has_filters: !b.filters.is_empty(),
+                    })
+                    .collect(),
+                timeouts: None,
+                retry: false,
+                session_persistence: rule.session_persistence.is_some(),
+            })
+            .collect();
+        let view = RouteView {
+            kind: RouteKind::Grpc,
+            origin,
+            meta: &route.metadata,
+            parent_refs: &route.spec.parent_refs,
+            hostnames: &route.spec.hostnames,
+            rules,
+        };
+        self.route(view, listeners, gateways)
+    }
+
+    /// Validates a route of either kind.
+    fn route(
+        &mut self,
+        view: RouteView<'_>,
+        listeners: &[Listener],
+        gateways: &[(Origin, Gateway)],
+    ) -> Option<RouteEntry> {
         let errors_before = self.error_count();
-        let (name, at, created) = self.route_header(RouteKind::Grpc, origin, &route.metadata);
-        let spec = &route.spec;
-        if spec.rules.len() > MAX_RULES {
+        let kind = view.kind;
+        let (name, at, created) = self.route_header(kind, view.origin, view.meta);
+        if view.rules.len() > MAX_RULES {
             self.error(
                 "too-many-rules",
                 &at,
                 &path!["spec", "rules"],
                 format!(
                     "{} rules; Gateway API allows at most {MAX_RULES} per route",
-                    spec.rules.len()
+                    view.rules.len()
                 ),
                 "split the route into several routes",
             );
         }
-        self.check_rule_names(&at, spec.rules.iter().map(|r| r.name.as_deref()));
+        self.check_rule_names(&at, view.rules.iter().map(|r| r.name));
         let mut rules = Vec::new();
         let mut matches = Vec::new();
-        for (rule_index, rule) in spec.rules.iter().enumerate() {
+        for (rule_index, rule) in view.rules.iter().enumerate() {
             let rp = path!["spec", "rules", rule_index];
-            if rule.matches.len() > MAX_MATCHES {
-                self.error(
-                    "too-many-matches",
+            let (rule_matches, http_matches) = self.rule_matches(&at, &rp, &rule.matches);
+            if rule.retry {
+                self.warning(
+                    "unsupported-field",
                     &at,
-                    &[rp.clone(), path!["matches"]].concat(),
-                    format!(
-                        "{} matches; Gateway API allows at most {MAX_MATCHES} per rule",
-                        rule.matches.len()
-                    ),
-                    "split the rule",
+                    &[rp.clone(), path!["retry"]].concat(),
+                    "`retry` is not honoured: sluice does not retry requests",
+                    "remove `retry`; failed requests get 502/503/504 as they happen",
                 );
             }
-            let mut rule_matches = Vec::new();
-            if rule.matches.is_empty() {
-                rule_matches.push(Match {
-                    path: PathMatch::Grpc(GrpcMethod::default()),
-                    method: None,
-                    headers: Vec::new(),
-                    query: Vec::new(),
-                });
-            }
-            for (match_index, m) in rule.matches.iter().enumerate() {
-                let mp = [rp.clone(), path!["matches", match_index]].concat();
-                let method = match &m.method {
-                    None => Some(GrpcMethod::default()),
-                    Some(method) => {
-                        self.grpc_method(&at, &[mp.clone(), path!["method"]].concat(), method)
-                    }
-                };
-                let headers = self.predicates(
-                    &at,
-                    &mp,
-                    "headers",
-                    m.headers
-                        .iter()
-                        .map(|h| (h.r#type.as_deref(), h.name.as_str(), h.value.as_str())),
-                    true,
-                );
-                if let (Some(method), Some(headers)) = (method, headers) {
-                    rule_matches.push(Match {
-                        path: PathMatch::Grpc(method),
-                        method: None,
-                        headers,
-                        query: Vec::new(),
-                    });
-                }
-            }
-            if rule.session_persistence.is_some() {
+            if rule.session_persistence {
                 self.warning(
                     "unsupported-field",
                     &at,
                     &[rp.clone(), path!["sessionPersistence"]].concat(),
-                    "`sessionPersistence` is not honoured",
+                    "`sessionPersistence` is not honoured: every request is balanced on its own",
                     "remove `sessionPersistence`",
                 );
             }
+            let timeouts = self.timeouts(&at, &rp, rule.timeouts);
             let mut filters = Vec::new();
             for (filter_index, filter) in rule.filters.iter().enumerate() {
                 let fp = [rp.clone(), path!["filters", filter_index]].concat();
-                let as_http = model::HttpRouteFilter {
-                    r#type: filter.r#type.clone(),
-                    request_header_modifier: filter.request_header_modifier.clone(),
-                    response_header_modifier: filter.response_header_modifier.clone(),
-                    request_mirror: filter.request_mirror.clone(),
-                    request_redirect: None,
-                    url_rewrite: None,
-                    extension_ref: filter.extension_ref.clone(),
-                    cors: None,
-                    external_auth: None,
-                };
                 if let Some(f) =
-                    self.http_filter(&at, &fp, &name.namespace, RouteKind::Grpc, &as_http, &[])
+                    self.http_filter(&at, &fp, &name.namespace, kind, filter, http_matches)
                 {
                     filters.push(f);
                 }
             }
-            self.check_filter_combination(&at, &rp, &filters, !rule.backend_refs.is_empty());
+            self.check_filter_combination(&at, &rp, &filters, !rule.backends.is_empty());
             let mut backends = Vec::new();
-            for (backend_index, backend) in rule.backend_refs.iter().enumerate() {
+            for (backend_index, backend) in rule.backends.iter().enumerate() {
                 let bp = [rp.clone(), path!["backendRefs", backend_index]].concat();
-                if !backend.filters.is_empty() {
+                if backend.has_filters {
                     self.error(
                         "unsupported-filter",
                         &at,
@@ -750,69 +654,116 @@ impl Validator<'_> {
                         "move the filters to the rule's `filters`",
                     );
                 }
-                let reference = BackendObjectReference {
-                    group: backend.group.clone(),
-                    kind: backend.kind.clone(),
-                    name: backend.name.clone(),
-                    namespace: backend.namespace.clone(),
-                    port: backend.port,
-                };
                 if let Some(b) = self.backend(
                     &at,
                     &bp,
                     &name.namespace,
-                    RouteKind::Grpc,
-                    &reference,
+                    kind,
+                    &backend.reference,
                     backend.weight,
                 ) {
                     backends.push(b);
                 }
             }
-            let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
-            rules.push(Rule {
-                name: rule.name.clone(),
+            rules.push(rule_with(
+                rule.name.map(str::to_string),
                 filters,
                 backends,
-                total_weight,
-                timeouts: Timeouts::default(),
-            });
+                timeouts,
+            ));
             matches.push(rule_matches);
         }
-        if spec.rules.is_empty() {
-            rules.push(Rule {
-                name: None,
-                filters: Vec::new(),
-                backends: Vec::new(),
-                total_weight: 0,
-                timeouts: Timeouts::default(),
-            });
-            matches.push(vec![Match {
-                path: PathMatch::Grpc(GrpcMethod::default()),
-                method: None,
-                headers: Vec::new(),
-                query: Vec::new(),
-            }]);
+        if view.rules.is_empty() {
+            // Gateway API defaults `rules` to one rule matching everything,
+            // with no backends (so 500).
+            rules.push(rule_with(None, Vec::new(), Vec::new(), Timeouts::default()));
+            matches.push(vec![default_match(kind)]);
         }
         let attachments = self.attach(
             &at,
-            RouteKind::Grpc,
+            kind,
             &name,
-            &spec.parent_refs,
-            &spec.hostnames,
+            view.parent_refs,
+            view.hostnames,
             listeners,
             gateways,
         );
         (self.error_count() == errors_before).then(|| RouteEntry {
-            route: Route {
-                kind: RouteKind::Grpc,
-                name,
-                rules,
-            },
+            route: Route { kind, name, rules },
             matches,
             created,
             attachments,
-            origin,
+            origin: view.origin,
         })
+    }
+
+    /// The validated matches of a rule (the default match when it has
+    /// none), and the HTTP matches as written (for ReplacePrefixMatch).
+    fn rule_matches<'m>(
+        &mut self,
+        at: &At,
+        rp: &[Seg],
+        matches: &Matches<'m>,
+    ) -> (Vec<Match>, &'m [model::HttpRouteMatch]) {
+        let count = match matches {
+            Matches::Http(m) => m.len(),
+            Matches::Grpc(m) => m.len(),
+        };
+        if count > MAX_MATCHES {
+            self.error(
+                "too-many-matches",
+                at,
+                &[rp.to_vec(), path!["matches"]].concat(),
+                format!("{count} matches; Gateway API allows at most {MAX_MATCHES} per rule"),
+                "split the rule",
+            );
+        }
+        let mut out = Vec::new();
+        let http = match matches {
+            Matches::Http(list) => {
+                if list.is_empty() {
+                    out.push(default_match(RouteKind::Http));
+                }
+                for (match_index, m) in list.iter().enumerate() {
+                    let mp = [rp.to_vec(), path!["matches", match_index]].concat();
+                    out.extend(self.http_match(at, &mp, m));
+                }
+                *list
+            }
+            Matches::Grpc(list) => {
+                if list.is_empty() {
+                    out.push(default_match(RouteKind::Grpc));
+                }
+                for (match_index, m) in list.iter().enumerate() {
+                    let mp = [rp.to_vec(), path!["matches", match_index]].concat();
+                    let method = match &m.method {
+                        None => Some(GrpcMethod::default()),
+                        Some(method) => {
+                            self.grpc_method(at, &[mp.clone(), path!["method"]].concat(), method)
+                        }
+                    };
+                    let headers = self.predicates(
+                        at,
+                        &mp,
+                        "headers",
+                        m.headers
+                            .iter()
+                            .map(|h| (h.r#type.as_deref(), h.name.as_str(), h.value.as_str())),
+                        true,
+                    );
+                    if let (Some(method), Some(headers)) = (method, headers) {
+                        out.push(Match {
+                            path: PathMatch::Grpc(method),
+                            method: None,
+                            headers,
+                            query: Vec::new(),
+                        });
+                    }
+                }
+                &[]
+            }
+        };
+        (out, http)
     }
 
     fn error_count(&self) -> usize {
@@ -1942,13 +1893,68 @@ fn kind_name(object: &Object) -> &'static str {
     }
 }
 
-fn default_match() -> Match {
+/// The match of a rule written without `matches`: every request (of its
+/// kind).
+fn default_match(kind: RouteKind) -> Match {
     Match {
-        path: PathMatch::Prefix(String::new()),
+        path: match kind {
+            RouteKind::Http => PathMatch::Prefix(String::new()),
+            RouteKind::Grpc => PathMatch::Grpc(GrpcMethod::default()),
+        },
         method: None,
         headers: Vec::new(),
         query: Vec::new(),
     }
+}
+
+fn rule_with(
+    name: Option<String>,
+    filters: Vec<Filter>,
+    backends: Vec<Backend>,
+    timeouts: Timeouts,
+) -> Rule {
+    let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
+    Rule {
+        name,
+        filters,
+        backends,
+        total_weight,
+        timeouts,
+    }
+}
+
+/// A route of either kind, in the shape validation needs.
+struct RouteView<'a> {
+    kind: RouteKind,
+    origin: Origin,
+    meta: &'a ObjectMeta,
+    parent_refs: &'a [ParentReference],
+    hostnames: &'a [String],
+    rules: Vec<RuleView<'a>>,
+}
+
+/// The matches of a rule, as written.
+enum Matches<'a> {
+    Http(&'a [model::HttpRouteMatch]),
+    Grpc(&'a [model::GrpcRouteMatch]),
+}
+
+/// A rule of either kind.
+struct RuleView<'a> {
+    name: Option<&'a str>,
+    matches: Matches<'a>,
+    filters: Vec<model::HttpRouteFilter>,
+    backends: Vec<BackendView>,
+    timeouts: Option<&'a model::HttpRouteTimeouts>,
+    retry: bool,
+    session_persistence: bool,
+}
+
+/// A backendRef of either kind.
+struct BackendView {
+    reference: BackendObjectReference,
+    weight: Option<i64>,
+    has_filters: bool,
 }
 
 /// Whether a label selector selects these labels.
