@@ -92,107 +92,76 @@ spec:
 ---
 "
     );
-    let backends: &[(&str, u16)] = match pattern {
-        Pattern::Path => {
-            let _ = write!(
-                out,
-                "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: {name}
-  namespace: {namespace}
-spec:
-  parentRefs:
-  - name: {gateway}
-  rules:
-  # /users, /users/, /users/42 (whole path elements: not /usersx)
+    let (kind, rules, backends): (&str, &str, &[(&str, u16)]) = match pattern {
+        Pattern::Path => (
+            "HTTPRoute",
+            "  # /users, /users/, /users/42 (whole path elements: not /usersx)
   - matches:
-    - path: {{type: PathPrefix, value: /users}}
+    - path: {type: PathPrefix, value: /users}
     backendRefs:
-    - {{name: users, port: 8080}}
+    - {name: users, port: 8080}
   - matches:
-    - path: {{type: PathPrefix, value: /orders}}
+    - path: {type: PathPrefix, value: /orders}
     backendRefs:
-    - {{name: orders, port: 8080}}
-"
-            );
-            &[("users", 9001), ("orders", 9002)]
-        }
-        Pattern::Header => {
-            let _ = write!(
-                out,
-                "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: {name}
-  namespace: {namespace}
-spec:
-  parentRefs:
-  - name: {gateway}
-  rules:
-  # More header conditions win over fewer, whatever the order of rules.
+    - {name: orders, port: 8080}
+",
+            &[("users", 9001), ("orders", 9002)],
+        ),
+        Pattern::Header => (
+            "HTTPRoute",
+            "  # More header conditions win over fewer, whatever the order of rules.
   - matches:
-    - path: {{type: PathPrefix, value: /api}}
+    - path: {type: PathPrefix, value: /api}
       headers:
-      - {{name: x-version, value: \"2\"}}
+      - {name: x-version, value: \"2\"}
     backendRefs:
-    - {{name: api-v2, port: 8080}}
+    - {name: api-v2, port: 8080}
   - matches:
-    - path: {{type: PathPrefix, value: /api}}
+    - path: {type: PathPrefix, value: /api}
     backendRefs:
-    - {{name: api-v1, port: 8080}}
-"
-            );
-            &[("api-v2", 9001), ("api-v1", 9002)]
-        }
-        Pattern::Canary => {
-            let _ = write!(
-                out,
-                "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: {name}
-  namespace: {namespace}
-spec:
-  parentRefs:
-  - name: {gateway}
-  rules:
-  # Weights are relative: 90/10 sends about one request in ten to the canary.
+    - {name: api-v1, port: 8080}
+",
+            &[("api-v2", 9001), ("api-v1", 9002)],
+        ),
+        Pattern::Canary => (
+            "HTTPRoute",
+            "  # Weights are relative: 90/10 sends about one request in ten to the canary.
   - matches:
-    - path: {{type: PathPrefix, value: /}}
+    - path: {type: PathPrefix, value: /}
     backendRefs:
-    - {{name: app-stable, port: 8080, weight: 90}}
-    - {{name: app-canary, port: 8080, weight: 10}}
-"
-            );
-            &[("app-stable", 9001), ("app-canary", 9002)]
-        }
-        Pattern::Grpc => {
-            let _ = write!(
-                out,
-                "apiVersion: gateway.networking.k8s.io/v1
-kind: GRPCRoute
-metadata:
-  name: {name}
-  namespace: {namespace}
-spec:
-  parentRefs:
-  - name: {gateway}
-  rules:
-  # The method match beats the service-only match: more characters win.
+    - {name: app-stable, port: 8080, weight: 90}
+    - {name: app-canary, port: 8080, weight: 10}
+",
+            &[("app-stable", 9001), ("app-canary", 9002)],
+        ),
+        Pattern::Grpc => (
+            "GRPCRoute",
+            "  # The method match beats the service-only match: more characters win.
   - matches:
-    - method: {{service: pkg.TaskService, method: CreateTask}}
+    - method: {service: pkg.TaskService, method: CreateTask}
     backendRefs:
-    - {{name: task-write, port: 50051}}
+    - {name: task-write, port: 50051}
   - matches:
-    - method: {{service: pkg.TaskService}}
+    - method: {service: pkg.TaskService}
     backendRefs:
-    - {{name: task-read, port: 50051}}
-"
-            );
-            &[("task-write", 9001), ("task-read", 9002)]
-        }
+    - {name: task-read, port: 50051}
+",
+            &[("task-write", 9001), ("task-read", 9002)],
+        ),
     };
+    let _ = write!(
+        out,
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: {kind}
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  parentRefs:
+  - name: {gateway}
+  rules:
+{rules}"
+    );
     for (service, endpoint_port) in backends {
         let backend_port = if pattern == Pattern::Grpc {
             50051
@@ -209,4 +178,36 @@ spec:
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Build;
+
+    #[test]
+    fn every_template_passes_check_without_warnings() {
+        let names = Names {
+            name: "example".into(),
+            namespace: "default".into(),
+            gateway: "sluice".into(),
+            port: 8080,
+        };
+        for pattern in [
+            Pattern::Path,
+            Pattern::Header,
+            Pattern::Canary,
+            Pattern::Grpc,
+        ] {
+            let text = render(pattern, &names);
+            match Build::from_text(&[("new.yaml", &text)]) {
+                Ok(build) => assert!(
+                    build.diagnostics.is_empty(),
+                    "{pattern:?}: {:?}",
+                    build.diagnostics
+                ),
+                Err(d) => panic!("{pattern:?} does not check: {d:?}\n{text}"),
+            }
+        }
+    }
 }

@@ -273,37 +273,28 @@ fn explain_cmd(files: &[PathBuf], request: &str, headers: &[String]) -> u8 {
     };
     let loaded;
     let built;
-    let table = if let [single] = files {
-        if is_table(single) {
-            loaded = match Table::load(single) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("routec: {e}");
-                    return TROUBLE;
-                }
-            };
-            &loaded
-        } else {
-            built = match Build::from_paths(files, Options::default()) {
-                Ok(b) => b,
-                Err(diagnostics) => {
-                    print_diagnostics(&diagnostics, false);
-                    eprintln!("routec: cannot explain: {}", summary(&diagnostics));
-                    return TROUBLE;
-                }
-            };
-            &built.table
-        }
-    } else {
-        built = match Build::from_paths(files, Options::default()) {
-            Ok(b) => b,
+    let table = match files {
+        [single] if is_table(single) => match Table::load(single) {
+            Ok(t) => {
+                loaded = t;
+                &loaded
+            }
+            Err(e) => {
+                eprintln!("routec: {e}");
+                return TROUBLE;
+            }
+        },
+        _ => match Build::from_paths(files, Options::default()) {
+            Ok(b) => {
+                built = b;
+                &built.table
+            }
             Err(diagnostics) => {
                 print_diagnostics(&diagnostics, false);
                 eprintln!("routec: cannot explain: {}", summary(&diagnostics));
                 return TROUBLE;
             }
-        };
-        &built.table
+        },
     };
     let (json, matched) = explain::explain(table, &request);
     match serde_json::to_string_pretty(&json) {
