@@ -3,10 +3,11 @@
 //! * `shadowed-match`: a match that can never win, because every request it
 //!   matches is matched by a match of higher precedence in another rule.
 //!   Decided on the automata: path languages are compared by a product
-//!   construction over their DFAs (`L(lower) ⊆ L(higher)`), and header and
-//!   query conditions by the same inclusion on their values, so `/a/[0-9]+`
-//!   shadowed by `/a/\d+`, or `PathPrefix /api/v1` by `PathPrefix /api`, is
-//!   found although the strings differ.
+//!   construction over their DFAs (`L(lower) ⊆ L(higher)`, over the bytes a
+//!   request path can hold), and header and query conditions by the same
+//!   inclusion on their values, so `/a/\d\d` shadowed by `/a/[0-9]+`, or
+//!   `PathPrefix /api/v1` by `RegularExpression /api(/.*)?`, is found
+//!   although the strings differ.
 //! * `glob-regex`: a regular expression that reads like a shell glob
 //!   (`Get*`, `/static/*`).
 //! * `zero-weights`: every backend of a rule has weight 0 (503 for all).
@@ -28,6 +29,30 @@ use crate::route::RouteKind;
 use crate::source::Sources;
 use crate::table::Table;
 use crate::yaml::Seg;
+
+/// Bytes that can occur where a condition is tested: inclusion and
+/// witnesses are decided over these only, so that e.g. `.` (which does not
+/// match `\n`) still covers every path a request can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alphabet {
+    /// A request path: visible ASCII but `?` and `#`, and non-ASCII bytes
+    /// (httparse rejects controls and spaces in the target).
+    Path,
+    /// A header or query value: visible ASCII, space, tab, non-ASCII.
+    Value,
+}
+
+impl Alphabet {
+    fn bytes(self) -> impl Iterator<Item = u8> {
+        let path = self == Alphabet::Path;
+        (0u8..=255).filter(move |&b| match b {
+            b'?' | b'#' if path => false,
+            b' ' | b'\t' => !path,
+            0x21..=0x7e | 0x80..=0xff => true,
+            _ => false,
+        })
+    }
+}
 
 /// How many state pairs an inclusion check may visit before giving up
 /// (giving up never reports anything).
@@ -144,7 +169,7 @@ fn covers(set: &RouteSet, higher: MatchId, lower: MatchId, dfas: &mut DfaCache) 
     }
     predicates_implied(&h.headers, &l.headers, dfas)
         && predicates_implied(&h.query, &l.query, dfas)
-        && dfas.includes(&h.path.to_pattern(), &l.path.to_pattern()) == Some(true)
+        && dfas.includes(&h.path.to_pattern(), &l.path.to_pattern(), Alphabet::Path) == Some(true)
 }
 
 /// Whether every request satisfying `lower`'s predicates satisfies
@@ -154,7 +179,11 @@ fn predicates_implied(higher: &[Predicate], lower: &[Predicate], dfas: &mut DfaC
     higher.iter().all(|h| {
         lower.iter().any(|l| {
             l.name == h.name
-                && dfas.includes(&value_pattern(&h.value), &value_pattern(&l.value)) == Some(true)
+                && dfas.includes(
+                    &value_pattern(&h.value),
+                    &value_pattern(&l.value),
+                    Alphabet::Value,
+                ) == Some(true)
         })
     })
 }
@@ -247,8 +276,7 @@ impl DfaCache {
             if parents.len() > MAX_PRODUCT_STATES {
                 return None;
             }
-            // Printable bytes first, so witnesses read well; then the rest.
-            for byte in (0x21..=0x7e).chain(0..=0x20).chain(0x7f..=0xff) {
+            for byte in Alphabet::Path.bytes() {
                 let next = dfa.next_state(state, byte);
                 if dfa.is_dead_state(next) || parents.contains_key(&next) {
                     continue;
@@ -262,7 +290,7 @@ impl DfaCache {
 
     /// Whether `L(lower) ⊆ L(higher)` (full matches); `None` when unknown
     /// (a DFA too big, or too many state pairs).
-    fn includes(&mut self, higher: &str, lower: &str) -> Option<bool> {
+    fn includes(&mut self, higher: &str, lower: &str, alphabet: Alphabet) -> Option<bool> {
         if higher == lower {
             return Some(true);
         }
@@ -284,7 +312,7 @@ impl DfaCache {
             if seen.len() > MAX_PRODUCT_STATES {
                 return None;
             }
-            for byte in 0..=255u8 {
+            for byte in alphabet.bytes() {
                 let next = (l.next_state(ls, byte), h.next_state(hs, byte));
                 if l.is_dead_state(next.0) {
                     continue;
@@ -457,17 +485,18 @@ mod tests {
     fn inclusion_is_decided_on_languages() {
         let mut dfas = DfaCache::default();
         let prefix = |p: &str| PathMatch::Prefix(p.into()).to_pattern();
+        let p = Alphabet::Path;
+        let yes = Some(true);
+        assert_eq!(dfas.includes(&prefix("/api"), &prefix("/api/v1"), p), yes);
         assert_eq!(
-            dfas.includes(&prefix("/api"), &prefix("/api/v1")),
-            Some(true)
-        );
-        assert_eq!(
-            dfas.includes(&prefix("/api/v1"), &prefix("/api")),
+            dfas.includes(&prefix("/api/v1"), &prefix("/api"), p),
             Some(false)
         );
-        assert_eq!(dfas.includes(r"(?:/a/\d+)", "(?:/a/[0-9]+)"), Some(true));
-        assert_eq!(dfas.includes("(?:/a/[0-9]+)", r"/a/12"), Some(true));
-        assert_eq!(dfas.includes(r"/a/12", "(?:/a/[0-9]+)"), Some(false));
+        assert_eq!(dfas.includes(r"(?:/a/\d+)", "(?:/a/[0-9]+)", p), yes);
+        assert_eq!(dfas.includes("(?:/a/[0-9]+)", r"/a/12", p), yes);
+        assert_eq!(dfas.includes(r"/a/12", "(?:/a/[0-9]+)", p), Some(false));
+        // `.` does not match `\n`, but no path holds one.
+        assert_eq!(dfas.includes("(?:/api(/.*)?)", &prefix("/api/v1"), p), yes);
         assert_eq!(dfas.witness(&prefix("/api")).as_deref(), Some(&b"/api"[..]));
     }
 }

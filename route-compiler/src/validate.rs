@@ -92,6 +92,7 @@ struct Validator<'s> {
 fn namespace_of(meta: &ObjectMeta) -> String {
     meta.namespace
         .clone()
+        .filter(|ns| !ns.is_empty())
         .unwrap_or_else(|| "default".to_string())
 }
 
@@ -112,11 +113,13 @@ impl Validator<'_> {
         message: impl Into<String>,
         help: impl Into<String>,
     ) {
-        let d = self
+        let mut d = self
             .sources
             .diagnostic(severity, code, at.origin, path, message)
-            .object(at.object.clone())
             .help(help);
+        if !at.object.is_empty() {
+            d = d.object(at.object.clone());
+        }
         self.diagnostics.push(d);
     }
 
@@ -157,9 +160,25 @@ impl Validator<'_> {
     }
 
     fn decode_one(&mut self, origin: Origin, value: serde_yaml::Value) {
+        // Name the object in decode errors as far as the document says.
+        let text = |v: Option<&serde_yaml::Value>| {
+            v.and_then(serde_yaml::Value::as_str).map(str::to_string)
+        };
         let at = At {
             origin,
-            object: String::new(),
+            object: match (text(value.get("kind")), value.get("metadata")) {
+                (Some(kind), Some(meta)) => match text(meta.get("name")) {
+                    Some(name) => format!(
+                        "{kind} {}/{name}",
+                        text(meta.get("namespace"))
+                            .filter(|ns| !ns.is_empty())
+                            .unwrap_or_else(|| "default".into())
+                    ),
+                    None => kind,
+                },
+                (Some(kind), None) => kind,
+                (None, _) => String::new(),
+            },
         };
         let decoded = match model::decode(value) {
             Ok(decoded) => decoded,
@@ -310,14 +329,19 @@ impl Validator<'_> {
         if !gateway.spec.addresses.is_empty() {
             self.warning("unsupported-field", &at, &path!["spec", "addresses"], "`addresses` is not honoured: sluice binds every listener on the address given by --bind (default 0.0.0.0)", "remove `addresses`, or use --bind");
         }
-        if gateway.spec.tls.is_some() || gateway.spec.backend_tls.is_some() {
-            self.error(
-                "unsupported-field",
-                &at,
-                &path!["spec", "tls"],
-                "TLS settings are not supported: sluice serves plain HTTP/1.1 and h2c",
-                "terminate TLS in front of sluice, and remove the TLS settings",
-            );
+        for (field, set) in [
+            ("tls", gateway.spec.tls.is_some()),
+            ("backendTLS", gateway.spec.backend_tls.is_some()),
+        ] {
+            if set {
+                self.error(
+                    "unsupported-field",
+                    &at,
+                    &path!["spec", field],
+                    format!("`{field}` is not supported: sluice serves plain HTTP/1.1 and h2c, to clients and to backends"),
+                    "terminate TLS in front of sluice, and remove the TLS settings",
+                );
+            }
         }
         let mut names = HashSet::new();
         for (index, listener) in gateway.spec.listeners.iter().enumerate() {
@@ -1626,7 +1650,10 @@ impl Validator<'_> {
             found_port = true;
             h2c |= slice_port.app_protocol.as_deref() == Some("kubernetes.io/h2c");
             if slice.address_type == "FQDN" {
-                notes.push(*slice_origin);
+                notes.push((
+                    *slice_origin,
+                    slice.metadata.name.clone().unwrap_or_default(),
+                ));
                 continue;
             }
             for endpoint in &slice.endpoints {
@@ -1641,15 +1668,19 @@ impl Validator<'_> {
                                 endpoints.push(addr);
                             }
                         }
-                        Err(_) => notes.push(*slice_origin),
+                        Err(_) => notes.push((
+                            *slice_origin,
+                            slice.metadata.name.clone().unwrap_or_default(),
+                        )),
                     }
                 }
             }
         }
-        for origin in notes {
+        notes.dedup();
+        for (origin, slice_name) in notes {
             let slice_at = At {
                 origin,
-                object: format!("EndpointSlice for Service {namespace}/{}", r.name),
+                object: format!("EndpointSlice {namespace}/{slice_name}"),
             };
             self.warning(
                 "unsupported-address",
@@ -1869,9 +1900,10 @@ impl Validator<'_> {
                     .unwrap_or_default();
                 match namespaces.and_then(|n| n.selector.as_ref()) {
                     Some(selector) if selector_matches(selector, &labels) => Ok(()),
-                    _ => Err(format!(
-                        "the namespace selector does not select namespace `{route_namespace}` (add a Namespace document with its labels)"
+                    Some(_) => Err(format!(
+                        "the namespace selector does not select namespace `{route_namespace}` (its labels come from a Namespace document)"
                     )),
+                    None => Err("`from: Selector` has no selector".to_string()),
                 }
             }
             _ if route_namespace == gateway_namespace => Ok(()),
@@ -2190,13 +2222,17 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     }
     let offset = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6
-            && (rest.starts_with('+') || rest.starts_with('-'))
-            && &rest[3..4] == ":" =>
-        {
-            let h: i64 = rest[1..3].parse().ok()?;
-            let m: i64 = rest[4..6].parse().ok()?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
+        _ if rest.len() == 6 => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            if rest.get(3..4) != Some(":") {
+                return None;
+            }
+            let h: i64 = rest.get(1..3)?.parse().ok()?;
+            let m: i64 = rest.get(4..6)?.parse().ok()?;
             sign * (h * 3600 + m * 60)
         }
         _ => return None,
