@@ -137,10 +137,21 @@ pub fn decide(set: &RouteSet, request: &Request) -> Decision {
         .filter(|(_, h)| *h == vhost)
         .map(|(r, _)| r)
         .collect();
-    let grpc_request = request.headers.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case("content-type")
-            && (v == "application/grpc" || v.starts_with("application/grpc+"))
-    });
+    // The first content-type decides; media types are case-insensitive and
+    // may carry parameters.
+    let grpc_request = request
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .is_some_and(|(_, v)| {
+            let media = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            media == "application/grpc" || media.starts_with("application/grpc+")
+        });
     let has_grpc = routes
         .iter()
         .any(|&r| set.routes[r].kind() == RouteKind::Grpc);

@@ -324,7 +324,7 @@ pub fn is_grpc(request: &impl RequestView) -> bool {
     request.header("content-type").is_some_and(|ct| {
         ct.len() >= 16
             && ct[..16].eq_ignore_ascii_case(b"application/grpc")
-            && matches!(ct.get(16), None | Some(b'+') | Some(b';'))
+            && matches!(ct.get(16), None | Some(b'+' | b';' | b' ' | b'\t'))
     })
 }
 
