@@ -1,0 +1,3 @@
+//! Wire codecs. Each is pure: bytes in, offsets and framing decisions out.
+
+pub mod h1;

@@ -1,0 +1,178 @@
+//! Buffered connections over io_uring sockets, and the per-worker pool of
+//! read buffers.
+//!
+//! tokio-uring takes ownership of a buffer while the kernel fills or drains
+//! it, so a [`Conn`] moves its buffer into each operation and takes it back
+//! afterwards. If an operation is cancelled (a timeout), the buffer is lost
+//! with it and the connection must be closed: callers do so.
+
+use std::cell::RefCell;
+use std::io;
+
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+
+/// Size of each connection's read buffer; also the largest head accepted
+/// (a larger request head is answered with 431).
+pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
+
+/// Most idle buffers a worker keeps for reuse.
+pub const DEFAULT_MAX_POOLED_BUFFERS: usize = 1024;
+
+// === impl BufPool ===
+
+/// A worker's free list of read buffers (not shared across threads).
+#[derive(Debug)]
+pub struct BufPool {
+    size: usize,
+    free: RefCell<Vec<Vec<u8>>>,
+}
+
+impl BufPool {
+    /// A pool of buffers of `size` bytes.
+    pub fn new(size: usize) -> BufPool {
+        BufPool {
+            size,
+            free: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// An empty buffer with the pool's capacity.
+    pub fn get(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.size))
+    }
+
+    /// Returns a buffer for reuse.
+    pub fn put(&self, mut buf: Vec<u8>) {
+        let mut free = self.free.borrow_mut();
+        if buf.capacity() >= self.size && free.len() < DEFAULT_MAX_POOLED_BUFFERS {
+            buf.clear();
+            free.push(buf);
+        }
+    }
+}
+
+// === impl Conn ===
+
+/// A TCP connection with a bounded read buffer.
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("pending", &self.buf.len().saturating_sub(self.pos))
+            .field("capacity", &self.buf.capacity())
+            .finish()
+    }
+}
+
+impl Conn {
+    /// Wraps `stream`, reading into `buf` (its capacity is the bound).
+    pub fn new(stream: TcpStream, mut buf: Vec<u8>) -> Conn {
+        buf.clear();
+        Conn {
+            stream,
+            buf,
+            pos: 0,
+        }
+    }
+
+    /// The socket.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Bytes read but not consumed yet.
+    pub fn pending(&self) -> &[u8] {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Marks `n` pending bytes as consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+        if self.pos == self.buf.len() {
+            self.pos = 0;
+            self.buf.clear();
+        }
+    }
+
+    /// Whether the buffer holds nothing but unconsumed bytes: reading more
+    /// is impossible until some are consumed.
+    pub fn is_full(&self) -> bool {
+        self.pos == 0 && self.buf.len() >= self.buf.capacity()
+    }
+
+    /// Reads more bytes after the pending ones; `Ok(0)` at end of stream.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error, or `OutOfMemory` when the buffer is full.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.pos > 0 && self.buf.len() == self.buf.capacity() {
+            self.buf.copy_within(self.pos.., 0);
+            self.buf.truncate(self.buf.len() - self.pos);
+            self.pos = 0;
+        }
+        if self.is_full() {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "read buffer full",
+            ));
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (len, cap) = (buf.len(), buf.capacity());
+        let (result, slice) = self.stream.read(buf.slice(len..cap)).await;
+        self.buf = slice.into_inner();
+        result
+    }
+
+    /// Writes all of `data`, giving the buffer back.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error.
+    pub async fn write_all(&self, data: &mut Vec<u8>) -> io::Result<()> {
+        write_all(&self.stream, data).await
+    }
+
+    /// Writes the first `n` pending bytes to `to` (no copy) and consumes
+    /// them.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error on `to`.
+    pub async fn forward_pending(&mut self, n: usize, to: &TcpStream) -> io::Result<()> {
+        let n = n.min(self.buf.len().saturating_sub(self.pos));
+        let buf = std::mem::take(&mut self.buf);
+        let (result, slice) = to.write_all(buf.slice(self.pos..self.pos + n)).await;
+        self.buf = slice.into_inner();
+        result?;
+        self.consume(n);
+        Ok(())
+    }
+
+    /// Gives the read buffer back (for the pool).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Writes all of `data` to `stream`; `data` is taken for the operation and
+/// put back unchanged afterwards (lost if the write is cancelled).
+///
+/// # Errors
+///
+/// The socket's error.
+pub async fn write_all(stream: &TcpStream, data: &mut Vec<u8>) -> io::Result<()> {
+    let owned = std::mem::take(data);
+    let (result, owned) = stream.write_all(owned).await;
+    *data = owned;
+    result
+}

@@ -1,0 +1,25 @@
+//! Sluice's proxy: an HTTP/1.1 reverse proxy on io_uring that executes a
+//! route table compiled by [`route_compiler`].
+//!
+//! # Contents
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | [`runtime`] | workers: one io_uring runtime per core, SO_REUSEPORT listeners |
+//! | [`proto`] | connection loops (HTTP/1.1) |
+//! | [`codec`] | wire formats, pure: head parsing in place, body framing |
+//! | [`phase`] | request phases (`request_filter`, `route`, `upstream_request_filter`, `response_filter`, `logging`) |
+//! | [`filter`] | Gateway API filters: header modifiers, rewrite, redirect |
+//! | [`upstream`] | backend choice and the per-worker keep-alive pool |
+//! | [`io`] | buffered io_uring connections, buffer pool |
+//! | [`error`] | errors that say whose fault they are |
+#![deny(unsafe_code)]
+
+pub mod codec;
+pub mod error;
+pub mod filter;
+pub mod io;
+pub mod phase;
+pub mod proto;
+pub mod runtime;
+pub mod upstream;

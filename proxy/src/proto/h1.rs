@@ -1,0 +1,445 @@
+//! The HTTP/1.1 connection loop: keep-alive on both sides, bodies streamed
+//! through one bounded buffer per connection.
+//!
+//! A request is read, checked, routed and forwarded; its body is streamed to
+//! the backend, then the response is streamed back. The request body is sent
+//! entirely before the response is read (a backend that answers early
+//! without reading the body makes the proxy wait for the body first).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use tokio_uring::net::TcpStream;
+
+use crate::codec::h1::{self, CHUNKED_END, ChunkedDecoder, Framing, Head, Request};
+use crate::error::{Error, Kind, Side};
+use crate::io::{self, Conn};
+use crate::phase::{self, Action, ClientFraming, Ctx};
+use crate::runtime::Worker;
+
+/// Serves one client connection until it closes or must be closed.
+pub async fn serve(worker: Rc<Worker>, stream: TcpStream, client: SocketAddr, port: u16) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn::new(stream, worker.bufs.get());
+    let mut head = Head::default();
+    let mut out = Vec::with_capacity(1024);
+    while serve_one(&worker, &mut conn, &mut head, &mut out, client, port).await {}
+    worker.bufs.put(conn.into_buffer());
+}
+
+/// Reads one request head into `head`: `Ok(false)` on a clean close
+/// between requests.
+async fn read_head(conn: &mut Conn, head: &mut Head) -> Result<bool, Error> {
+    loop {
+        match h1::parse_request(conn.pending(), head) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(e) => return Err(Error::new(Kind::DownstreamMalformedHead(e))),
+        }
+        if conn.is_full() {
+            return Err(Error::new(Kind::DownstreamHeadTooLarge));
+        }
+        match conn.fill().await {
+            Ok(0) if conn.pending().is_empty() => return Ok(false),
+            Ok(0) => return Err(Error::new(Kind::DownstreamIo)),
+            Ok(_) => {}
+            Err(e) => return Err(Error::new_io(Kind::DownstreamIo, e)),
+        }
+    }
+}
+
+/// Serves one request; whether the connection stays open.
+async fn serve_one(
+    worker: &Worker,
+    conn: &mut Conn,
+    head: &mut Head,
+    out: &mut Vec<u8>,
+    client: SocketAddr,
+    port: u16,
+) -> bool {
+    let log = worker.config.access_log;
+    let read = tokio::time::timeout(worker.config.header_timeout, read_head(conn, head)).await;
+    let table = worker.table.clone();
+    let mut ctx = Ctx::new(client, port);
+    match read {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) | Err(_) => return false,
+        Ok(Err(e)) => {
+            fail_to_proxy(&mut ctx, conn.stream(), e, out, log).await;
+            return false;
+        }
+    }
+
+    let (framing, action) = {
+        let buf = conn.pending();
+        let framing = match phase::request_filter(&mut ctx, head, buf, log) {
+            Ok(f) => f,
+            Err(e) => {
+                fail_to_proxy(&mut ctx, conn.stream(), e, out, log).await;
+                return false;
+            }
+        };
+        let req = Request { head, buf };
+        let action = {
+            let mut scratch = worker.scratch.borrow_mut();
+            let mut rng = worker.rng.borrow_mut();
+            phase::route(&mut ctx, &table, req, &mut scratch, &mut *rng)
+        };
+        out.clear();
+        if let Action::Forward { rule, .. } = action {
+            phase::upstream_request_filter(&ctx, rule, req, framing, out);
+        }
+        (framing, action)
+    };
+    conn.consume(head.len);
+    // A malformed chunked body already in the buffer (the usual shape of a
+    // smuggling attempt: one packet) is refused before anything is sent.
+    if framing == Framing::Chunked && prevalidate_chunked(conn.pending()).is_err() {
+        let e = Error::new(Kind::DownstreamMalformedBody);
+        fail_to_proxy(&mut ctx, conn.stream(), e, out, log).await;
+        return false;
+    }
+
+    match action {
+        Action::Respond { status, location } => {
+            // The body was not read: the connection cannot be reused.
+            ctx.keep_alive &= framing == Framing::Empty;
+            out.clear();
+            phase::respond(&mut ctx, status, location.as_deref(), out);
+            let written = conn.write_all(out).await.is_ok();
+            phase::logging(&ctx, log);
+            written && ctx.keep_alive
+        }
+        Action::Forward { addr, .. } => proxy(worker, &mut ctx, conn, framing, addr, out).await,
+    }
+}
+
+/// Runs a throw-away decoder over the body bytes already read.
+fn prevalidate_chunked(mut pending: &[u8]) -> Result<(), h1::CodecError> {
+    let mut decoder = ChunkedDecoder::default();
+    while !pending.is_empty() && !decoder.is_done() {
+        let step = decoder.decode(pending)?;
+        pending = &pending[step.consumed..];
+    }
+    Ok(())
+}
+
+/// `fail_to_proxy`: answers an error's status (if it has one) and closes.
+async fn fail_to_proxy(
+    ctx: &mut Ctx<'_>,
+    stream: &TcpStream,
+    e: Error,
+    out: &mut Vec<u8>,
+    log: bool,
+) {
+    ctx.error = Some(e.kind());
+    ctx.keep_alive = false;
+    if let Some(status) = e.status() {
+        out.clear();
+        phase::respond(ctx, status, None, out);
+        let _ = io::write_all(stream, out).await;
+    }
+    phase::logging(ctx, log);
+}
+
+async fn proxy(
+    worker: &Worker,
+    ctx: &mut Ctx<'_>,
+    conn: &mut Conn,
+    framing: Framing,
+    addr: SocketAddr,
+    out: &mut Vec<u8>,
+) -> bool {
+    let log = worker.config.access_log;
+    if ctx.expect_continue && framing != Framing::Empty {
+        let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+        if conn.write_all(&mut cont).await.is_err() {
+            return false;
+        }
+    }
+    let mut resp = Head::default();
+    let exchange = exchange(worker, conn, framing, addr, out, &mut resp);
+    let result = match ctx.backend_timeout() {
+        Some(limit) => match tokio::time::timeout(limit, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(Kind::UpstreamTimeout)),
+        },
+        None => exchange.await,
+    };
+    let mut upstream = match result {
+        Ok(u) => u,
+        Err(e) => {
+            // Without a request body nothing of the client connection was
+            // touched, so it can stay open after a backend failure.
+            let reusable = framing == Framing::Empty && e.side() == Side::Upstream;
+            if !reusable {
+                fail_to_proxy(ctx, conn.stream(), e, out, log).await;
+                return false;
+            }
+            ctx.error = Some(e.kind());
+            out.clear();
+            phase::respond(ctx, e.status().unwrap_or(502), None, out);
+            let written = conn.write_all(out).await.is_ok();
+            phase::logging(ctx, log);
+            return written && ctx.keep_alive;
+        }
+    };
+
+    let buf = upstream.pending();
+    let Ok(rframing) = h1::response_framing(&resp, buf, ctx.head_request) else {
+        fail_to_proxy(
+            ctx,
+            conn.stream(),
+            Error::new(Kind::UpstreamMalformed),
+            out,
+            log,
+        )
+        .await;
+        return false;
+    };
+    let upstream_keep = h1::keep_alive(&resp, buf) && rframing != Framing::UntilClose;
+    out.clear();
+    let client_framing = phase::response_filter(ctx, &resp, buf, rframing, out);
+    upstream.consume(resp.len);
+    if conn.write_all(out).await.is_err() {
+        return false;
+    }
+    let to = conn.stream();
+    let body = match (client_framing, rframing) {
+        (ClientFraming::Empty, _) => Ok(()),
+        (_, Framing::Length(n)) => copy_length(&mut upstream, to, n, RESPONSE).await,
+        (ClientFraming::Chunked, Framing::Chunked) => {
+            copy_chunked(&mut upstream, to, out, true, RESPONSE).await
+        }
+        (_, Framing::Chunked) => copy_chunked(&mut upstream, to, out, false, RESPONSE).await,
+        (framing, _) => {
+            copy_until_close(&mut upstream, to, out, framing == ClientFraming::Chunked).await
+        }
+    };
+    if let Err(e) = body {
+        ctx.error = Some(e.kind());
+        phase::logging(ctx, log);
+        return false;
+    }
+    if upstream_keep {
+        worker.pool.put(addr, upstream);
+    } else {
+        worker.bufs.put(upstream.into_buffer());
+    }
+    phase::logging(ctx, log);
+    ctx.keep_alive
+}
+
+/// Connects (or reuses a pooled connection), sends the request and reads
+/// the response head into `resp`. A pooled connection that turns out to be
+/// closed is replaced by another as long as nothing of the request body was
+/// consumed.
+async fn exchange(
+    worker: &Worker,
+    conn: &mut Conn,
+    framing: Framing,
+    addr: SocketAddr,
+    request_head: &mut Vec<u8>,
+    resp: &mut Head,
+) -> Result<Conn, Error> {
+    loop {
+        let (mut upstream, reused) = match worker.pool.take(addr) {
+            Some(c) => (c, true),
+            None => {
+                let stream = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| Error::new_io(Kind::UpstreamConnect, e))?;
+                let _ = stream.set_nodelay(true);
+                (Conn::new(stream, worker.bufs.get()), false)
+            }
+        };
+        match send_and_receive(&mut upstream, conn, framing, request_head, resp).await {
+            Ok(()) => return Ok(upstream),
+            Err(e) if reused && e.is_retryable() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn send_and_receive(
+    upstream: &mut Conn,
+    conn: &mut Conn,
+    framing: Framing,
+    request_head: &mut Vec<u8>,
+    resp: &mut Head,
+) -> Result<(), Error> {
+    upstream
+        .write_all(request_head)
+        .await
+        .map_err(|e| Error::new_io(Kind::UpstreamIo, e).retryable())?;
+    let to = upstream.stream();
+    match framing {
+        Framing::Empty | Framing::UntilClose => {}
+        Framing::Length(n) => copy_length(conn, to, n, REQUEST).await?,
+        Framing::Chunked => {
+            let mut scratch = Vec::new();
+            copy_chunked(conn, to, &mut scratch, true, REQUEST).await?;
+        }
+    }
+    let retryable = |e: Error| {
+        if framing == Framing::Empty {
+            e.retryable()
+        } else {
+            e
+        }
+    };
+    loop {
+        match h1::parse_response(upstream.pending(), resp) {
+            Ok(true) if resp.status == 101 => return Err(Error::new(Kind::UpstreamMalformed)),
+            Ok(true) if resp.status < 200 => upstream.consume(resp.len),
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(_) => return Err(Error::new(Kind::UpstreamMalformed)),
+        }
+        if upstream.is_full() {
+            return Err(Error::new(Kind::UpstreamMalformed));
+        }
+        let nothing_yet = upstream.pending().is_empty();
+        match upstream.fill().await {
+            Ok(0) if nothing_yet => return Err(retryable(Error::new(Kind::UpstreamIo))),
+            Ok(0) => return Err(Error::new(Kind::UpstreamIo)),
+            Ok(_) => {}
+            Err(e) if nothing_yet => return Err(retryable(Error::new_io(Kind::UpstreamIo, e))),
+            Err(e) => return Err(Error::new_io(Kind::UpstreamIo, e)),
+        }
+    }
+}
+
+// === body copying ===
+
+/// Who is blamed for what while copying a body.
+#[derive(Debug, Clone, Copy)]
+struct Sides {
+    read: Kind,
+    malformed: Kind,
+    write: Kind,
+}
+
+const REQUEST: Sides = Sides {
+    read: Kind::DownstreamIo,
+    malformed: Kind::DownstreamMalformedBody,
+    write: Kind::UpstreamIo,
+};
+
+const RESPONSE: Sides = Sides {
+    read: Kind::UpstreamIo,
+    malformed: Kind::UpstreamMalformed,
+    write: Kind::DownstreamIo,
+};
+
+async fn fill(from: &mut Conn, sides: Sides) -> Result<(), Error> {
+    match from.fill().await {
+        Ok(0) => Err(Error::new(sides.read)),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::new_io(sides.read, e)),
+    }
+}
+
+/// Copies exactly `n` bytes, straight from the read buffer.
+async fn copy_length(
+    from: &mut Conn,
+    to: &TcpStream,
+    mut n: u64,
+    sides: Sides,
+) -> Result<(), Error> {
+    while n > 0 {
+        if from.pending().is_empty() {
+            fill(from, sides).await?;
+        }
+        let take = from
+            .pending()
+            .len()
+            .min(usize::try_from(n).unwrap_or(usize::MAX));
+        from.forward_pending(take, to)
+            .await
+            .map_err(|e| Error::new_io(sides.write, e))?;
+        n -= take as u64;
+    }
+    Ok(())
+}
+
+/// Decodes a chunked body and writes its data, re-encoded as chunks (each
+/// read batch becomes at most one write) or raw.
+async fn copy_chunked(
+    from: &mut Conn,
+    to: &TcpStream,
+    out: &mut Vec<u8>,
+    encode: bool,
+    sides: Sides,
+) -> Result<(), Error> {
+    let mut decoder = ChunkedDecoder::default();
+    loop {
+        if from.pending().is_empty() {
+            fill(from, sides).await?;
+        }
+        out.clear();
+        let mut consumed = 0;
+        let input = from.pending();
+        while consumed < input.len() && !decoder.is_done() {
+            let step = decoder
+                .decode(&input[consumed..])
+                .map_err(|_| Error::new(sides.malformed))?;
+            let data = &input[consumed..][step.data];
+            if encode {
+                h1::encode_chunk(out, data);
+            } else {
+                out.extend_from_slice(data);
+            }
+            consumed += step.consumed;
+        }
+        from.consume(consumed);
+        if decoder.is_done() && encode {
+            out.extend_from_slice(CHUNKED_END);
+        }
+        if !out.is_empty() {
+            io::write_all(to, out)
+                .await
+                .map_err(|e| Error::new_io(sides.write, e))?;
+        }
+        if decoder.is_done() {
+            return Ok(());
+        }
+    }
+}
+
+/// Copies a close-delimited response body, as chunks or raw.
+async fn copy_until_close(
+    from: &mut Conn,
+    to: &TcpStream,
+    out: &mut Vec<u8>,
+    encode: bool,
+) -> Result<(), Error> {
+    let sides = RESPONSE;
+    loop {
+        if from.pending().is_empty() {
+            match from.fill().await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(Error::new_io(sides.read, e)),
+            }
+        }
+        let n = from.pending().len();
+        if encode {
+            out.clear();
+            h1::encode_chunk(out, from.pending());
+            from.consume(n);
+            io::write_all(to, out).await
+        } else {
+            from.forward_pending(n, to).await
+        }
+        .map_err(|e| Error::new_io(sides.write, e))?;
+    }
+    if encode {
+        out.clear();
+        out.extend_from_slice(CHUNKED_END);
+        io::write_all(to, out)
+            .await
+            .map_err(|e| Error::new_io(sides.write, e))?;
+    }
+    Ok(())
+}

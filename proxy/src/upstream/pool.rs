@@ -1,0 +1,71 @@
+//! A worker's keep-alive pool of backend connections, keyed by address.
+//!
+//! Not shared across workers: each worker owns one, so taking and returning
+//! a connection is a `RefCell` borrow, never a lock.
+//!
+//! # Invariants
+//!
+//! * A pooled connection has no unread bytes and has finished a whole
+//!   response; the borrow of the map is never held across an `await`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::io::Conn;
+
+/// Most idle connections kept per backend address.
+pub const DEFAULT_MAX_IDLE_PER_ADDR: usize = 64;
+
+/// How long an idle connection is kept (backends commonly close after 60 s;
+/// staying below that avoids most races with their close).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// Idle backend connections of one worker.
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+impl Pool {
+    /// The most recently returned live connection to `addr`, if any.
+    pub fn take(&self, addr: SocketAddr) -> Option<Conn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        while let Some(entry) = list.pop() {
+            if entry.since.elapsed() < DEFAULT_IDLE_TIMEOUT {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for reuse (dropped when over the bound or when it has
+    /// unread bytes).
+    pub fn put(&self, addr: SocketAddr, conn: Conn) {
+        if !conn.pending().is_empty() {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(addr).or_default();
+        list.retain(|e| e.since.elapsed() < DEFAULT_IDLE_TIMEOUT);
+        if list.len() < DEFAULT_MAX_IDLE_PER_ADDR {
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Idle connections to `addr` (for tests and metrics).
+    pub fn idle_count(&self, addr: SocketAddr) -> usize {
+        self.idle.borrow().get(&addr).map_or(0, Vec::len)
+    }
+}
