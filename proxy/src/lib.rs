@@ -6,6 +6,7 @@
 //! | module | concern |
 //! | --- | --- |
 //! | [`runtime`] | workers: one io_uring runtime per core, SO_REUSEPORT listeners |
+//! | [`snapshot`] | the shared route table and how reloads reach workers |
 //! | [`proto`] | connection loops (HTTP/1.1) |
 //! | [`codec`] | wire formats, pure: head parsing in place, body framing |
 //! | [`phase`] | request phases (`request_filter`, `route`, `upstream_request_filter`, `response_filter`, `logging`) |
@@ -22,4 +23,5 @@ pub mod io;
 pub mod phase;
 pub mod proto;
 pub mod runtime;
+pub mod snapshot;
 pub mod upstream;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use route_compiler::{Build, Options};
 use sluice::runtime::{self, Config};
+use sluice::snapshot::Shared;
 
 /// Sluice: an HTTP/1.1 reverse proxy for Gateway API routes.
 #[derive(Debug, Parser)]
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
     if let Some(workers) = args.workers {
         config.workers = workers.max(1);
     }
-    match runtime::run(Arc::new(build.table), config) {
+    match runtime::run(Arc::new(Shared::new(Arc::new(build.table))), config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sluice: {e}");

@@ -9,10 +9,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::snapshot::{Local, Shared};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use route_compiler::automaton::Scratch;
-use route_compiler::table::Table;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::io::{BufPool, DEFAULT_BUFFER_SIZE};
@@ -58,10 +57,8 @@ impl Default for Config {
 /// What one worker owns.
 #[derive(Debug)]
 pub struct Worker {
-    /// The route table snapshot.
-    pub table: Arc<Table>,
-    /// Lookup state for the table.
-    pub scratch: RefCell<Scratch>,
+    /// The route table snapshot (and this worker's lookup state for it).
+    pub snapshot: Local,
     /// The worker's generator (weighted choice, endpoints).
     pub rng: RefCell<SmallRng>,
     /// Idle backend connections.
@@ -112,9 +109,9 @@ fn build_runtime() -> io::Result<tokio_uring::Runtime> {
 ///
 /// A bind error (reported before any worker starts), or a worker's
 /// runtime error.
-pub fn run(table: Arc<Table>, config: Config) -> io::Result<()> {
+pub fn run(shared: Arc<Shared>, config: Config) -> io::Result<()> {
     let config = Arc::new(config);
-    let ports = table.ports();
+    let ports = shared.table().ports();
     let workers = config.workers.max(1);
     let mut per_worker = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -137,11 +134,11 @@ pub fn run(table: Arc<Table>, config: Config) -> io::Result<()> {
 
     let mut threads = Vec::with_capacity(workers);
     for (index, listeners) in per_worker.into_iter().enumerate() {
-        let table = table.clone();
+        let shared = shared.clone();
         let config = config.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sluice-worker-{index}"))
-            .spawn(move || run_worker(table, config, listeners))?;
+            .spawn(move || run_worker(shared, config, listeners))?;
         threads.push(thread);
     }
     let mut result = Ok(());
@@ -156,14 +153,13 @@ pub fn run(table: Arc<Table>, config: Config) -> io::Result<()> {
 }
 
 fn run_worker(
-    table: Arc<Table>,
+    shared: Arc<Shared>,
     config: Arc<Config>,
     listeners: Vec<(u16, std::net::TcpListener)>,
 ) -> io::Result<()> {
     let rt = build_runtime()?;
     let worker = Rc::new(Worker {
-        scratch: RefCell::new(table.scratch()),
-        table,
+        snapshot: Local::new(shared),
         rng: RefCell::new(SmallRng::from_os_rng()),
         pool: Pool::default(),
         bufs: BufPool::new(config.buffer_size),

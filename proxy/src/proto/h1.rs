@@ -59,7 +59,9 @@ async fn serve_one(
 ) -> bool {
     let log = worker.config.access_log;
     let read = tokio::time::timeout(worker.config.header_timeout, read_head(conn, head)).await;
-    let table = worker.table.clone();
+    // Held until the request ends: it finishes on the table it started with.
+    let snapshot = worker.snapshot.current();
+    let table = &snapshot.table;
     let mut ctx = Ctx::new(client, port);
     match read {
         Ok(Ok(true)) => {}
@@ -81,9 +83,9 @@ async fn serve_one(
         };
         let req = Request { head, buf };
         let action = {
-            let mut scratch = worker.scratch.borrow_mut();
+            let mut scratch = snapshot.scratch.borrow_mut();
             let mut rng = worker.rng.borrow_mut();
-            phase::route(&mut ctx, &table, req, &mut scratch, &mut *rng)
+            phase::route(&mut ctx, table, req, &mut scratch, &mut *rng)
         };
         out.clear();
         if let Action::Forward { rule, .. } = action {
