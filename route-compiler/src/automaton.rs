@@ -75,6 +75,67 @@ pub(crate) fn build_lazy(patterns: &[String]) -> Result<hybrid::dfa::DFA, hybrid
         .build_many(patterns)
 }
 
+/// Bytes that can occur where a condition is tested: inclusion and
+/// witnesses are decided over these only, so that e.g. `.` (which does not
+/// match `\n`) still covers every path a request can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alphabet {
+    /// A request path: visible ASCII but `?` and `#`, and non-ASCII bytes
+    /// (httparse rejects controls and spaces in the target).
+    Path,
+    /// A header or query value: visible ASCII, space, tab, non-ASCII.
+    Value,
+}
+
+impl Alphabet {
+    /// The bytes of the alphabet, ascending.
+    pub fn bytes(self) -> impl Iterator<Item = u8> {
+        (0u8..=255).filter(move |&b| self.contains(b))
+    }
+
+    /// Whether `byte` is in the alphabet.
+    pub fn contains(self, byte: u8) -> bool {
+        let path = self == Alphabet::Path;
+        match byte {
+            b'?' | b'#' if path => false,
+            b' ' | b'\t' => !path,
+            0x21..=0x7e | 0x80..=0xff => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether `pattern` matches every path a request can have (every `/…`
+/// over [`Alphabet::Path`]), like `PathPrefix /` or `/.*`.
+///
+/// Such patterns are kept out of the multi-pattern DFA: they would make
+/// nearly every state a match state, which regex-automata's match-state
+/// shuffling handles in quadratic time (seconds at 10,000 routes), and they
+/// need no automaton to be tested. Returns `false` when unsure.
+pub fn is_universal(pattern: &str) -> bool {
+    let Ok(dfa) = build_dense(&[pattern.to_string()], DEFAULT_DENSE_LIMIT / 64) else {
+        return false;
+    };
+    let Ok(start) = dfa.start_state_forward(&Input::new("").anchored(Anchored::Yes)) else {
+        return false;
+    };
+    let first = dfa.next_state(start, b'/');
+    let mut seen = std::collections::HashSet::from([first]);
+    let mut pending = vec![first];
+    while let Some(state) = pending.pop() {
+        if !dfa.is_match_state(dfa.next_eoi_state(state)) || seen.len() > 100_000 {
+            return false;
+        }
+        for byte in Alphabet::Path.bytes() {
+            let next = dfa.next_state(state, byte);
+            if seen.insert(next) {
+                pending.push(next);
+            }
+        }
+    }
+    true
+}
+
 /// A loaded automaton.
 #[derive(Debug, Clone)]
 pub(crate) enum Automaton<'a> {
@@ -229,6 +290,16 @@ mod tests {
         assert_eq!(dense_matches(&[r"/x\d"], "/x3"), [0]);
         assert!(dense_matches(&[r"/x\d"], "/x\u{663}").is_empty());
         assert_eq!(dense_matches(&["/é"], "/é"), [0]);
+    }
+
+    #[test]
+    fn universal_patterns_are_recognised() {
+        assert!(is_universal("/(?s:.*)"));
+        assert!(is_universal("(?:/.*)"));
+        assert!(is_universal("(?:.*)"));
+        assert!(is_universal("(?:/[^?#]*)"));
+        assert!(!is_universal("(?:/api(?:/.*)?)"));
+        assert!(!is_universal("(?:/[a-z]*)"));
     }
 
     #[test]

@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::automaton;
 use crate::format::{MAX_SECTIONS, SectionKind, Writer};
-use crate::ir::{Match, Predicate, RouteSet, ValueMatch};
+use crate::ir::{Match, PathMatch, Predicate, RouteSet, ValueMatch};
 use crate::precedence::Key;
 use crate::route::RouteKind;
 use crate::table::{
-    AutomatonSource, ListenerInfo, MatchEntry, Meta, PathMatcher, PredicateEntry, ValueTest,
-    VirtualHost,
+    AutomatonSource, Candidate, ListenerInfo, MatchEntry, Meta, PathMatcher, PredicateEntry,
+    Universal, ValueTest, VirtualHost,
 };
 
 /// Knobs for table building.
@@ -53,7 +53,7 @@ pub struct LazyFallback {
 }
 
 /// The matches of one virtual host and route kind, in precedence order:
-/// `matches[i]` is pattern `i` of path matcher `matcher`.
+/// `matches[i]` has rank `i` in path matcher `matcher`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     /// Index of the listener in the route set.
@@ -223,10 +223,26 @@ impl Builder<'_> {
         hostname: &str,
         matches: &[(usize, usize, usize)],
     ) -> Result<u32, CompileError> {
-        let patterns: Vec<String> = matches
-            .iter()
-            .map(|&id| self.condition(id).path.to_pattern())
-            .collect();
+        // Matches whose path condition accepts every path stay out of the
+        // automaton (see `automaton::is_universal`).
+        let mut patterns = Vec::new();
+        let mut in_automaton = Vec::new();
+        let mut universal = Vec::new();
+        for (rank, &id) in matches.iter().enumerate() {
+            let path = &self.condition(id).path;
+            let pattern = path.to_pattern();
+            let everything = match path {
+                PathMatch::Prefix(p) => p.is_empty(),
+                PathMatch::Regex(_) => automaton::is_universal(&pattern),
+                PathMatch::Exact(_) | PathMatch::Grpc(_) => false,
+            };
+            if everything {
+                universal.push((rank, id, matches!(path, PathMatch::Prefix(_))));
+            } else {
+                patterns.push(pattern);
+                in_automaton.push((rank, id));
+            }
+        }
         let automaton = match self.dense_section(&patterns) {
             Some(section) => AutomatonSource::Dense(section),
             None => {
@@ -246,13 +262,30 @@ impl Builder<'_> {
         };
         let automaton_index = self.meta.automata.len() as u32;
         self.meta.automata.push(automaton);
-        let mut entries = Vec::with_capacity(matches.len());
-        for &id in matches {
-            entries.push(self.entry(id)?);
-        }
+        let mut candidates = |list: Vec<(usize, (usize, usize, usize))>| {
+            list.into_iter()
+                .map(|(rank, id)| {
+                    Ok(Candidate {
+                        rank: rank as u32,
+                        entry: self.entry(id)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, CompileError>>()
+        };
+        let patterns = candidates(in_automaton)?;
+        let any_bytes: Vec<bool> = universal.iter().map(|u| u.2).collect();
+        let universal = candidates(universal.into_iter().map(|(r, id, _)| (r, id)).collect())?
+            .into_iter()
+            .zip(any_bytes)
+            .map(|(candidate, any_bytes)| Universal {
+                candidate,
+                any_bytes,
+            })
+            .collect();
         self.meta.matchers.push(PathMatcher {
             automaton: automaton_index,
-            entries,
+            patterns,
+            universal,
         });
         Ok(self.meta.matchers.len() as u32 - 1)
     }

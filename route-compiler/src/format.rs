@@ -241,7 +241,7 @@ fn align_up(n: usize) -> usize {
 /// Builds a route table file section by section.
 ///
 /// ```
-/// use sluice_format::format::{Container, SectionKind, Writer};
+/// use route_compiler::format::{Container, SectionKind, Writer};
 ///
 /// let mut writer = Writer::new();
 /// writer.push(SectionKind::META, b"meta");

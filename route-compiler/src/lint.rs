@@ -19,7 +19,7 @@ use std::collections::{HashSet, VecDeque};
 use regex_automata::dfa::{Automaton as _, dense};
 use regex_automata::{Anchored, Input};
 
-use crate::automaton::{self, DEFAULT_DENSE_LIMIT};
+use crate::automaton::{self, Alphabet, DEFAULT_DENSE_LIMIT};
 use crate::compile::Report;
 use crate::diag::{Diagnostic, Severity};
 use crate::ir::{Match, PathMatch, Predicate, RouteEntry, RouteSet, ValueMatch};
@@ -29,30 +29,6 @@ use crate::route::RouteKind;
 use crate::source::Sources;
 use crate::table::Table;
 use crate::yaml::Seg;
-
-/// Bytes that can occur where a condition is tested: inclusion and
-/// witnesses are decided over these only, so that e.g. `.` (which does not
-/// match `\n`) still covers every path a request can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Alphabet {
-    /// A request path: visible ASCII but `?` and `#`, and non-ASCII bytes
-    /// (httparse rejects controls and spaces in the target).
-    Path,
-    /// A header or query value: visible ASCII, space, tab, non-ASCII.
-    Value,
-}
-
-impl Alphabet {
-    fn bytes(self) -> impl Iterator<Item = u8> {
-        let path = self == Alphabet::Path;
-        (0u8..=255).filter(move |&b| match b {
-            b'?' | b'#' if path => false,
-            b' ' | b'\t' => !path,
-            0x21..=0x7e | 0x80..=0xff => true,
-            _ => false,
-        })
-    }
-}
 
 /// How many state pairs an inclusion check may visit before giving up
 /// (giving up never reports anything).
@@ -104,11 +80,10 @@ fn shadowed(
             // Every higher-precedence match whose path accepts the witness
             // is a candidate; only those can cover `lower`.
             let mut candidates = Vec::new();
-            table.matcher_full_matches(group.matcher, &witness, &mut scratch, |p| {
-                if (p as usize) < position {
-                    candidates.push(p as usize);
+            table.matcher_full_matches(group.matcher, &witness, &mut scratch, |rank| {
+                if (rank as usize) < position {
+                    candidates.push(rank as usize);
                 }
-                true
             });
             candidates.sort_unstable();
             for higher in candidates.into_iter().filter_map(|i| group.matches.get(i)) {

@@ -27,8 +27,10 @@
 //!
 //! # Invariants
 //!
-//! * Pattern `i` of a path automaton is the `i`-th match in precedence
-//!   order, and `entries[i]` of its [`PathMatcher`] is that match.
+//! * Every match of a virtual host has a *rank*, its position in precedence
+//!   order. Pattern ids of a path automaton increase with rank, and the
+//!   matches left out of the automaton (those whose path matches every
+//!   path) are kept in rank order beside it.
 //! * Every index stored in the metadata (listener, virtual host, automaton,
 //!   entry, route, rule) is checked at load time, so lookups can index
 //!   without panicking on a hostile file.
@@ -124,12 +126,47 @@ pub(crate) enum AutomatonSource {
     Lazy(Vec<String>),
 }
 
-/// A path automaton and what each of its patterns stands for.
+/// A candidate: its precedence rank within the matcher (lower wins) and
+/// its index into the table's match entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Candidate {
+    pub rank: u32,
+    pub entry: u32,
+}
+
+/// The matches of one virtual host and route kind: a path automaton, plus
+/// the matches whose path condition accepts every path, which stay out of
+/// the automaton (see [`crate::automaton::is_universal`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PathMatcher {
     pub automaton: u32,
-    /// Pattern id → index into `entries`.
-    pub entries: Vec<u32>,
+    /// Pattern id → candidate; ranks increase with the pattern id.
+    pub patterns: Vec<Candidate>,
+    /// Candidates that match every path, by increasing rank.
+    pub universal: Vec<Universal>,
+}
+
+/// A match whose path condition accepts every path that starts with `/`:
+/// any bytes at all (`PathPrefix /`), or any bytes of
+/// [`Alphabet::Path`](crate::automaton::Alphabet::Path) (a regex such as
+/// `/.*`, whose `.` does not match `\n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Universal {
+    pub candidate: Candidate,
+    pub any_bytes: bool,
+}
+
+impl Universal {
+    /// Whether its path condition holds for `path`; `path_bytes_ok` says
+    /// whether every byte of `path` is in the path alphabet.
+    fn holds(&self, path: &[u8], path_bytes_ok: &mut Option<bool>) -> bool {
+        path.first() == Some(&b'/')
+            && (self.any_bytes
+                || *path_bytes_ok.get_or_insert_with(|| {
+                    path.iter()
+                        .all(|&b| crate::automaton::Alphabet::Path.contains(b))
+                }))
+    }
 }
 
 /// How a header or query value is tested.
@@ -395,23 +432,34 @@ impl Table {
         ports
     }
 
-    /// Calls `each` with every pattern of path matcher `matcher` (see
-    /// [`crate::compile::Group`]) that matches all of `path`.
+    /// Calls `each` with the rank (see [`crate::compile::Group`]) of every
+    /// match of path matcher `matcher` whose path condition holds for
+    /// `path`.
     pub(crate) fn matcher_full_matches(
         &self,
         matcher: u32,
         path: &[u8],
         scratch: &mut Scratch,
-        each: impl FnMut(u32) -> bool,
+        mut each: impl FnMut(u32),
     ) {
         let loaded = self.loaded();
-        let mut each = each;
         if let Some(m) = loaded.meta.matchers.get(matcher as usize) {
             loaded.automata[m.automaton as usize].for_each_full_match(
                 path,
                 &mut scratch.path,
-                |p| each(p.as_u32()),
+                |p| {
+                    if let Some(c) = m.patterns.get(p.as_usize()) {
+                        each(c.rank);
+                    }
+                    true
+                },
             );
+            let mut bytes_ok = None;
+            for u in &m.universal {
+                if u.holds(path, &mut bytes_ok) {
+                    each(u.candidate.rank);
+                }
+            }
         }
     }
 
@@ -539,22 +587,33 @@ impl<'a> Loaded<'a> {
             value: value_caches,
         } = scratch;
         automaton.for_each_full_match(path, path_caches, |pattern| {
-            let pattern = pattern.as_u32();
-            if best.is_some_and(|(b, _)| b <= pattern) {
-                return true;
-            }
-            let Some(entry) = matcher
-                .entries
-                .get(pattern as usize)
-                .map(|&e| &self.meta.entries[e as usize])
-            else {
+            let Some(candidate) = matcher.patterns.get(pattern.as_usize()) else {
                 return true;
             };
+            if best.is_some_and(|(rank, _)| rank <= candidate.rank) {
+                return true;
+            }
+            let entry = &self.meta.entries[candidate.entry as usize];
             if self.conditions_hold(entry, request, query, value_caches) {
-                best = Some((pattern, entry));
+                best = Some((candidate.rank, entry));
             }
             true
         });
+        let mut bytes_ok = None;
+        for universal in &matcher.universal {
+            let candidate = universal.candidate;
+            if best.is_some_and(|(rank, _)| rank <= candidate.rank) {
+                break;
+            }
+            if !universal.holds(path, &mut bytes_ok) {
+                continue;
+            }
+            let entry = &self.meta.entries[candidate.entry as usize];
+            if self.conditions_hold(entry, request, query, value_caches) {
+                best = Some((candidate.rank, entry));
+                break;
+            }
+        }
         let Some((_, entry)) = best else {
             return no_route;
         };
@@ -628,11 +687,11 @@ fn validate_indexes(meta: &Meta, automata: &[Automaton<'_>]) -> Result<(), LoadE
         if !in_range(matcher.automaton, automata.len()) {
             return Err(LoadError::Dangling("matcher points at a missing automaton"));
         }
-        if !matcher
-            .entries
+        let mut candidates = matcher
+            .patterns
             .iter()
-            .all(|&e| in_range(e, meta.entries.len()))
-        {
+            .chain(matcher.universal.iter().map(|u| &u.candidate));
+        if !candidates.all(|c| in_range(c.entry, meta.entries.len())) {
             return Err(LoadError::Dangling("matcher points at a missing entry"));
         }
     }
