@@ -14,9 +14,13 @@
 //! | [`upstream`] | backend choice and the per-worker keep-alive pool |
 //! | [`io`] | buffered io_uring connections, buffer pool |
 //! | [`error`] | errors that say whose fault they are |
+//! | [`metrics`] | per-worker counters, aggregated and encoded at scrape time |
+//! | [`admin`] | the admin listener: `/metrics`, `/routes`, `/healthz` |
+//! | [`reload`] | route inputs, reloads (SIGHUP, `--watch`) |
 #![deny(unsafe_code)]
 
 pub mod codec;
+pub mod demo;
 pub mod error;
 pub mod filter;
 pub mod io;

@@ -45,7 +45,7 @@ pub fn check_syntax(pattern: &str) -> Result<(), String> {
 pub(crate) fn build_dense(
     patterns: &[String],
     limit: usize,
-) -> Result<dense::DFA<Vec<u32>>, regex_automata::dfa::dense::BuildError> {
+) -> Result<dense::DFA<Vec<u32>>, Box<regex_automata::dfa::dense::BuildError>> {
     dense::Builder::new()
         .configure(
             dense::Config::new()
@@ -57,10 +57,11 @@ pub(crate) fn build_dense(
         .syntax(syntax_config())
         .thompson(thompson_config())
         .build_many(patterns)
+        .map_err(Box::new)
 }
 
 /// Builds a lazy DFA over `patterns`.
-pub(crate) fn build_lazy(patterns: &[String]) -> Result<hybrid::dfa::DFA, hybrid::BuildError> {
+pub(crate) fn build_lazy(patterns: &[String]) -> Result<hybrid::dfa::DFA, Box<hybrid::BuildError>> {
     hybrid::dfa::Builder::new()
         .configure(
             hybrid::dfa::Config::new()
@@ -73,6 +74,7 @@ pub(crate) fn build_lazy(patterns: &[String]) -> Result<hybrid::dfa::DFA, hybrid
         .syntax(syntax_config())
         .thompson(thompson_config())
         .build_many(patterns)
+        .map_err(Box::new)
 }
 
 /// Bytes that can occur where a condition is tested: inclusion and
@@ -138,6 +140,10 @@ pub fn is_universal(pattern: &str) -> bool {
 
 /// A loaded automaton.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the dense DFA is read on every lookup; keeping it inline saves an indirection"
+)]
 pub(crate) enum Automaton<'a> {
     /// Zero-copy view of a dense DFA in the table file.
     Dense(dense::DFA<&'a [u32]>),

@@ -98,6 +98,9 @@ pub enum CompileError {
     Serialize(String),
 }
 
+/// A match of the route set: `(route index, rule, match)`.
+type MatchId = (usize, usize, usize);
+
 struct Builder<'s> {
     set: &'s RouteSet,
     options: Options,
@@ -154,8 +157,7 @@ impl Builder<'_> {
     fn build(&mut self) -> Result<(), CompileError> {
         for (listener_index, listener) in self.set.listeners.iter().enumerate() {
             // hostname → kind → matches (route, rule, match)
-            let mut vhosts: BTreeMap<&str, BTreeMap<RouteKind, Vec<(usize, usize, usize)>>> =
-                BTreeMap::new();
+            let mut vhosts: BTreeMap<&str, BTreeMap<RouteKind, Vec<MatchId>>> = BTreeMap::new();
             for (route_index, route) in self.set.routes.iter().enumerate() {
                 for attachment in &route.attachments {
                     if attachment.listener != listener_index {
@@ -322,7 +324,7 @@ impl Builder<'_> {
                 (size, id)
             })
             .collect();
-        sized.sort_by(|a, b| b.0.cmp(&a.0));
+        sized.sort_by_key(|&(size, _)| std::cmp::Reverse(size));
         sized.into_iter().take(3).map(|(_, id)| id).collect()
     }
 

@@ -72,6 +72,10 @@
 //! * A table file from another build, another endianness or with a flipped
 //!   bit is rejected with an error that says so.
 #![forbid(unsafe_code)]
+#![expect(
+    clippy::useless_vec,
+    reason = "`path!` builds owned document paths for diagnostics, off the lookup path"
+)]
 
 pub mod automaton;
 pub mod compile;

@@ -114,10 +114,9 @@ fn shadowed(
             if let Some(&higher) = ids[..position]
                 .iter()
                 .find(|&&higher| covers(set, higher, lower, &mut dfas))
+                && seen.insert((higher, lower))
             {
-                if seen.insert((higher, lower)) {
-                    out.push(shadow_diagnostic(set, sources, higher, lower));
-                }
+                out.push(shadow_diagnostic(set, sources, higher, lower));
             }
         }
     }

@@ -634,10 +634,10 @@ impl<'a> Loaded<'a> {
         query: &[u8],
         caches: &mut [regex_automata::hybrid::dfa::Cache],
     ) -> bool {
-        if let Some(method) = &entry.method {
-            if request.method() != method.as_bytes() {
-                return false;
-            }
+        if let Some(method) = &entry.method
+            && request.method() != method.as_bytes()
+        {
+            return false;
         }
         let value_ok = |value: &[u8], test: &ValueTest, caches: &mut [_]| match test {
             ValueTest::Exact(v) => value == v.as_bytes(),
@@ -703,12 +703,12 @@ fn validate_indexes(meta: &Meta, automata: &[Automaton<'_>]) -> Result<(), LoadE
             return Err(LoadError::Dangling("match points at a missing rule"));
         }
         for predicate in entry.headers.iter().chain(&entry.query) {
-            if let ValueTest::Regex(a) = predicate.test {
-                if !in_range(a, automata.len()) {
-                    return Err(LoadError::Dangling(
-                        "predicate points at a missing automaton",
-                    ));
-                }
+            if let ValueTest::Regex(a) = predicate.test
+                && !in_range(a, automata.len())
+            {
+                return Err(LoadError::Dangling(
+                    "predicate points at a missing automaton",
+                ));
             }
         }
     }

@@ -712,7 +712,7 @@ impl Validator<'_> {
             listeners,
             gateways,
         );
-        (self.error_count() == errors_before).then(|| RouteEntry {
+        (self.error_count() == errors_before).then_some(RouteEntry {
             route: Route { kind, name, rules },
             matches,
             created,
@@ -797,16 +797,16 @@ impl Validator<'_> {
     fn check_rule_names<'a>(&mut self, at: &At, names: impl Iterator<Item = Option<&'a str>>) {
         let mut seen = HashSet::new();
         for (index, name) in names.enumerate() {
-            if let Some(name) = name {
-                if !seen.insert(name) {
-                    self.error(
-                        "duplicate-rule-name",
-                        at,
-                        &path!["spec", "rules", index, "name"],
-                        format!("rule name `{name}` is used twice in this route"),
-                        "give every rule its own name",
-                    );
-                }
+            if let Some(name) = name
+                && !seen.insert(name)
+            {
+                self.error(
+                    "duplicate-rule-name",
+                    at,
+                    &path!["spec", "rules", index, "name"],
+                    format!("rule name `{name}` is used twice in this route"),
+                    "give every rule its own name",
+                );
             }
         }
     }
@@ -1207,10 +1207,6 @@ impl Validator<'_> {
         }
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "a filter needs its route's context"
-    )]
     fn http_filter(
         &mut self,
         at: &At,
@@ -1285,17 +1281,18 @@ impl Validator<'_> {
             "RequestRedirect" => {
                 let r = filter.request_redirect.as_ref()?;
                 let mut ok = true;
-                if let Some(scheme) = &r.scheme {
-                    if scheme != "http" && scheme != "https" {
-                        self.error(
-                            "invalid-filter",
-                            at,
-                            &[sp.clone(), path!["scheme"]].concat(),
-                            format!("scheme `{scheme}` is not http or https"),
-                            "use http or https",
-                        );
-                        ok = false;
-                    }
+                if let Some(scheme) = &r.scheme
+                    && scheme != "http"
+                    && scheme != "https"
+                {
+                    self.error(
+                        "invalid-filter",
+                        at,
+                        &[sp.clone(), path!["scheme"]].concat(),
+                        format!("scheme `{scheme}` is not http or https"),
+                        "use http or https",
+                    );
+                    ok = false;
                 }
                 let hostname = match &r.hostname {
                     Some(h) => match check_hostname(h, false) {
@@ -1531,16 +1528,16 @@ impl Validator<'_> {
         };
         let request_ms = parse("request", &t.request);
         let backend_request_ms = parse("backendRequest", &t.backend_request);
-        if let (Some(r), Some(b)) = (request_ms, backend_request_ms) {
-            if b > r {
-                self.error(
-                    "invalid-duration",
-                    at,
-                    &[rp.to_vec(), path!["timeouts", "backendRequest"]].concat(),
-                    "backendRequest is longer than request",
-                    "make backendRequest at most the request timeout",
-                );
-            }
+        if let (Some(r), Some(b)) = (request_ms, backend_request_ms)
+            && b > r
+        {
+            self.error(
+                "invalid-duration",
+                at,
+                &[rp.to_vec(), path!["timeouts", "backendRequest"]].concat(),
+                "backendRequest is longer than request",
+                "make backendRequest at most the request timeout",
+            );
         }
         Timeouts {
             request_ms,
@@ -2044,10 +2041,10 @@ pub fn intersect_hostnames(listener: Option<&str>, route: &[String]) -> Vec<Stri
         } else {
             None
         };
-        if let Some(h) = h {
-            if !out.iter().any(|o| o == h) {
-                out.push(h.to_string());
-            }
+        if let Some(h) = h
+            && !out.iter().any(|o| o == h)
+        {
+            out.push(h.to_string());
         }
     }
     out

@@ -8,6 +8,12 @@
 //! and EndpointSlices) and `routes.yaml` (the test's YAML), so positions in
 //! `routes.yaml` are positions in the test's own text.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failure with its message"
+)]
+
 use std::path::PathBuf;
 
 use route_compiler::source::Sources;

@@ -4,6 +4,12 @@
 //! Deterministic (xorshift), a few thousand inputs per test, fast in debug
 //! builds. When an input panics, it is printed before the test fails.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failure with its message"
+)]
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 

@@ -2,6 +2,12 @@
 //! those automata run as lazy DFAs, with a warning that names the regexes
 //! responsible, and every decision is the same as with dense DFAs.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failure with its message"
+)]
+
 use std::path::PathBuf;
 
 use route_compiler::table::{Decision, RequestView, Table};

@@ -6,6 +6,11 @@
     unsafe_code,
     reason = "a GlobalAlloc impl is unsafe by definition; it only forwards to System"
 )]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failure with its message"
+)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

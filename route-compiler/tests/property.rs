@@ -6,6 +6,12 @@
 //! collide often. Every generated set is compiled, loaded back from its
 //! bytes, and asked the same random requests as [`reference::decide`].
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failure with its message"
+)]
+
 use std::net::SocketAddr;
 
 use proptest::prelude::*;

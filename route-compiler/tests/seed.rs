@@ -5,6 +5,12 @@
 //! The proxy's end-to-end tests run the same cases through real traffic;
 //! this test pins what the route table decides.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failure with its message"
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,10 +40,8 @@ fn backend_names(route_file: &str) -> Vec<String> {
             serde_yaml::Value::Mapping(m) => {
                 for (k, v) in m {
                     let key = k.as_str().unwrap_or("");
-                    if in_backend && key == "name" {
-                        if let Some(name) = v.as_str() {
-                            names.push(name.to_string());
-                        }
+                    if let (true, "name", Some(name)) = (in_backend, key, v.as_str()) {
+                        names.push(name.to_string());
                     }
                     walk(v, key == "backendRefs" || key == "backendRef", names);
                 }
