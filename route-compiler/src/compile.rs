@@ -22,7 +22,7 @@ use crate::precedence::Key;
 use crate::route::RouteKind;
 use crate::table::{
     AutomatonSource, Candidate, ListenerInfo, MatchEntry, Meta, PathMatcher, PredicateEntry,
-    Universal, ValueTest, VirtualHost,
+    ValueTest, VirtualHost,
 };
 
 /// Knobs for table building.
@@ -227,44 +227,28 @@ impl Builder<'_> {
     ) -> Result<u32, CompileError> {
         // Matches whose path condition accepts every path stay out of the
         // automaton (see `automaton::is_universal`).
-        let mut patterns = Vec::new();
         let mut in_automaton = Vec::new();
         let mut universal = Vec::new();
         for (rank, &id) in matches.iter().enumerate() {
             let path = &self.condition(id).path;
-            let pattern = path.to_pattern();
             let everything = match path {
                 PathMatch::Prefix(p) => p.is_empty(),
-                PathMatch::Regex(_) => automaton::is_universal(&pattern),
+                PathMatch::Regex(_) => automaton::is_universal(&path.to_pattern()),
                 PathMatch::Exact(_) | PathMatch::Grpc(_) => false,
             };
             if everything {
-                universal.push((rank, id, matches!(path, PathMatch::Prefix(_))));
+                universal.push((rank, id));
             } else {
-                patterns.push(pattern);
                 in_automaton.push((rank, id));
             }
         }
-        let automaton = match self.dense_section(&patterns) {
-            Some(section) => AutomatonSource::Dense(section),
-            None => {
-                automaton::build_lazy(&patterns).map_err(|e| CompileError::Automaton {
-                    listener: self.set.listeners[listener].name.clone(),
-                    hostname: hostname.to_string(),
-                    reason: e.to_string(),
-                })?;
-                let culprits = self.culprits(matches);
-                self.report.lazy.push(LazyFallback {
-                    listener,
-                    hostname: hostname.to_string(),
-                    culprits,
-                });
-                AutomatonSource::Lazy(patterns)
-            }
+        let automaton = self.automaton(listener, hostname, &in_automaton, matches)?;
+        let universal_automaton = if universal.is_empty() {
+            None
+        } else {
+            Some(self.automaton(listener, hostname, &universal, matches)?)
         };
-        let automaton_index = self.meta.automata.len() as u32;
-        self.meta.automata.push(automaton);
-        let mut candidates = |list: Vec<(usize, (usize, usize, usize))>| {
+        let mut candidates = |list: Vec<(usize, MatchId)>| {
             list.into_iter()
                 .map(|(rank, id)| {
                     Ok(Candidate {
@@ -275,21 +259,48 @@ impl Builder<'_> {
                 .collect::<Result<Vec<_>, CompileError>>()
         };
         let patterns = candidates(in_automaton)?;
-        let any_bytes: Vec<bool> = universal.iter().map(|u| u.2).collect();
-        let universal = candidates(universal.into_iter().map(|(r, id, _)| (r, id)).collect())?
-            .into_iter()
-            .zip(any_bytes)
-            .map(|(candidate, any_bytes)| Universal {
-                candidate,
-                any_bytes,
-            })
-            .collect();
+        let universal = candidates(universal)?;
         self.meta.matchers.push(PathMatcher {
-            automaton: automaton_index,
+            automaton,
             patterns,
             universal,
+            universal_automaton,
         });
         Ok(self.meta.matchers.len() as u32 - 1)
+    }
+
+    /// Adds an automaton over the path patterns of `ranked` (pattern `i` is
+    /// `ranked[i]`): dense when it fits the cap, lazy otherwise.
+    fn automaton(
+        &mut self,
+        listener: usize,
+        hostname: &str,
+        ranked: &[(usize, MatchId)],
+        all: &[MatchId],
+    ) -> Result<u32, CompileError> {
+        let patterns: Vec<String> = ranked
+            .iter()
+            .map(|&(_, id)| self.condition(id).path.to_pattern())
+            .collect();
+        let source = match self.dense_section(&patterns) {
+            Some(section) => AutomatonSource::Dense(section),
+            None => {
+                automaton::build_lazy(&patterns).map_err(|e| CompileError::Automaton {
+                    listener: self.set.listeners[listener].name.clone(),
+                    hostname: hostname.to_string(),
+                    reason: e.to_string(),
+                })?;
+                let culprits = self.culprits(all);
+                self.report.lazy.push(LazyFallback {
+                    listener,
+                    hostname: hostname.to_string(),
+                    culprits,
+                });
+                AutomatonSource::Lazy(patterns)
+            }
+        };
+        self.meta.automata.push(source);
+        Ok(self.meta.automata.len() as u32 - 1)
     }
 
     /// Serializes a dense DFA over `patterns` as a new section, or `None`

@@ -136,36 +136,59 @@ pub(crate) struct Candidate {
 
 /// The matches of one virtual host and route kind: a path automaton, plus
 /// the matches whose path condition accepts every path, which stay out of
-/// the automaton (see [`crate::automaton::is_universal`]).
+/// it (see [`crate::automaton::is_universal`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PathMatcher {
     pub automaton: u32,
     /// Pattern id → candidate; ranks increase with the pattern id.
     pub patterns: Vec<Candidate>,
-    /// Candidates that match every path, by increasing rank.
-    pub universal: Vec<Universal>,
+    /// Candidates whose path condition holds for every [normal
+    /// path](is_normal_path), by increasing rank.
+    pub universal: Vec<Candidate>,
+    /// An automaton over the universal candidates' own patterns (pattern
+    /// `i` is `universal[i]`), for the paths that are not normal.
+    pub universal_automaton: Option<u32>,
 }
 
-/// A match whose path condition accepts every path that starts with `/`:
-/// any bytes at all (`PathPrefix /`), or any bytes of
-/// [`Alphabet::Path`](crate::automaton::Alphabet::Path) (a regex such as
-/// `/.*`, whose `.` does not match `\n`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Universal {
-    pub candidate: Candidate,
-    pub any_bytes: bool,
+/// Whether `path` starts with `/` and holds only bytes of
+/// [`Alphabet::Path`](crate::automaton::Alphabet::Path) — every path a
+/// request can actually have. Universal candidates hold for every normal
+/// path; other paths are decided by their automaton.
+fn is_normal_path(path: &[u8]) -> bool {
+    path.first() == Some(&b'/')
+        && path
+            .iter()
+            .all(|&b| crate::automaton::Alphabet::Path.contains(b))
 }
 
-impl Universal {
-    /// Whether its path condition holds for `path`; `path_bytes_ok` says
-    /// whether every byte of `path` is in the path alphabet.
-    fn holds(&self, path: &[u8], path_bytes_ok: &mut Option<bool>) -> bool {
-        path.first() == Some(&b'/')
-            && (self.any_bytes
-                || *path_bytes_ok.get_or_insert_with(|| {
-                    path.iter()
-                        .all(|&b| crate::automaton::Alphabet::Path.contains(b))
-                }))
+impl Loaded<'_> {
+    /// Calls `each` with every universal candidate of `matcher` whose path
+    /// condition holds for `path`, by increasing rank, until it returns
+    /// `false`.
+    fn for_each_universal(
+        &self,
+        matcher: &PathMatcher,
+        path: &[u8],
+        caches: &mut [regex_automata::hybrid::dfa::Cache],
+        mut each: impl FnMut(Candidate) -> bool,
+    ) {
+        if matcher.universal.is_empty() {
+            return;
+        }
+        if is_normal_path(path) {
+            for &candidate in &matcher.universal {
+                if !each(candidate) {
+                    return;
+                }
+            }
+        } else if let Some(a) = matcher.universal_automaton {
+            self.automata[a as usize].for_each_full_match(path, caches, |p| {
+                matcher
+                    .universal
+                    .get(p.as_usize())
+                    .is_none_or(|&candidate| each(candidate))
+            });
+        }
     }
 }
 
@@ -454,12 +477,10 @@ impl Table {
                     true
                 },
             );
-            let mut bytes_ok = None;
-            for u in &m.universal {
-                if u.holds(path, &mut bytes_ok) {
-                    each(u.candidate.rank);
-                }
-            }
+            loaded.for_each_universal(m, path, &mut scratch.path, |c| {
+                each(c.rank);
+                true
+            });
         }
     }
 
@@ -484,8 +505,11 @@ impl<'a> Loaded<'a> {
         let meta: Meta =
             postcard::from_bytes(meta_bytes).map_err(|e| LoadError::Meta(e.to_string()))?;
 
-        let is_path: std::collections::HashSet<u32> =
-            meta.matchers.iter().map(|m| m.automaton).collect();
+        let is_path: std::collections::HashSet<u32> = meta
+            .matchers
+            .iter()
+            .flat_map(|m| std::iter::once(m.automaton).chain(m.universal_automaton))
+            .collect();
         let mut automata = Vec::with_capacity(meta.automata.len());
         let mut lazy_path = Vec::new();
         let mut lazy_value = Vec::new();
@@ -599,21 +623,16 @@ impl<'a> Loaded<'a> {
             }
             true
         });
-        let mut bytes_ok = None;
-        for universal in &matcher.universal {
-            let candidate = universal.candidate;
+        self.for_each_universal(matcher, path, path_caches, |candidate| {
             if best.is_some_and(|(rank, _)| rank <= candidate.rank) {
-                break;
-            }
-            if !universal.holds(path, &mut bytes_ok) {
-                continue;
+                return true;
             }
             let entry = &self.meta.entries[candidate.entry as usize];
             if self.conditions_hold(entry, request, query, value_caches) {
                 best = Some((candidate.rank, entry));
-                break;
             }
-        }
+            true
+        });
         let Some((_, entry)) = best else {
             return no_route;
         };
@@ -684,13 +703,14 @@ fn validate_indexes(meta: &Meta, automata: &[Automaton<'_>]) -> Result<(), LoadE
         }
     }
     for matcher in &meta.matchers {
-        if !in_range(matcher.automaton, automata.len()) {
+        if !in_range(matcher.automaton, automata.len())
+            || matcher
+                .universal_automaton
+                .is_some_and(|a| !in_range(a, automata.len()))
+        {
             return Err(LoadError::Dangling("matcher points at a missing automaton"));
         }
-        let mut candidates = matcher
-            .patterns
-            .iter()
-            .chain(matcher.universal.iter().map(|u| &u.candidate));
+        let mut candidates = matcher.patterns.iter().chain(&matcher.universal);
         if !candidates.all(|c| in_range(c.entry, meta.entries.len())) {
             return Err(LoadError::Dangling("matcher points at a missing entry"));
         }
