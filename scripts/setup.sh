@@ -42,6 +42,54 @@ command -v cargo >/dev/null 2>&1 || { say "cargo not found: install Rust from ru
 
 # Tests: curl is the client the end-to-end tests and demo print.
 need_apt curl curl
+need_apt h2load nghttp2-client
+
+# === eBPF toolchain ===
+# The kernel side (ebpf/sluice-ebpf) is built by proxy/build.rs with a pinned
+# nightly (for `-Z build-std=core` on bpfel-unknown-none) and bpf-linker
+# built against that nightly's own LLVM, so the LLVM majors always match
+# (see ebpf/README.md). Keep these in step with ebpf/sluice-ebpf/rust-toolchain.toml.
+EBPF_NIGHTLY=nightly-2026-05-20
+BPF_LINKER_VERSION=0.13.0
+BPF_LINKER_LLVM_FEATURE=llvm-22
+
+ensure_ebpf_toolchain() {
+  if ! command -v rustup >/dev/null 2>&1; then
+    say "no rustup: install $EBPF_NIGHTLY with rust-src and bpf-linker $BPF_LINKER_VERSION by hand"
+    return 1
+  fi
+  local sysroot
+  if ! sysroot=$(rustc "+$EBPF_NIGHTLY" --print sysroot 2>/dev/null); then
+    say "installing Rust $EBPF_NIGHTLY with rust-src (eBPF programs)"
+    rustup toolchain install "$EBPF_NIGHTLY" --profile minimal --component rust-src >/dev/null 2>&1
+    sysroot=$(rustc "+$EBPF_NIGHTLY" --print sysroot)
+  fi
+  if [ ! -d "$sysroot/lib/rustlib/src/rust/library/core" ]; then
+    say "adding rust-src to $EBPF_NIGHTLY"
+    rustup component add rust-src --toolchain "$EBPF_NIGHTLY" >/dev/null 2>&1
+  fi
+  # bpf-linker must be linked against the nightly's libLLVM: a stamp next to
+  # the binary records which nightly it was built for.
+  local cargo_home=${CARGO_HOME:-$HOME/.cargo}
+  local stamp="$cargo_home/bpf-linker.$BPF_LINKER_VERSION.$EBPF_NIGHTLY.stamp"
+  if [ -f "$stamp" ] && [ -x "$cargo_home/bin/bpf-linker" ]; then
+    return 0
+  fi
+  local libllvm
+  libllvm=$(find "$sysroot/lib" -maxdepth 1 -name 'libLLVM.so.*-rust-*' | head -n 1)
+  if [ -z "$libllvm" ]; then
+    say "no libLLVM in $sysroot/lib: cannot build bpf-linker"; return 1
+  fi
+  local prefix="$cargo_home/bpf-linker-llvm/$EBPF_NIGHTLY"
+  mkdir -p "$prefix/lib"
+  ln -sf "$libllvm" "$prefix/lib/$(basename "$libllvm")"
+  ln -sf "$libllvm" "$prefix/lib/libLLVM.so"
+  say "building bpf-linker $BPF_LINKER_VERSION against $(basename "$libllvm") (about a minute)"
+  LLVM_PREFIX="$prefix" cargo install bpf-linker --version "$BPF_LINKER_VERSION" --locked --force \
+    --no-default-features --features "$BPF_LINKER_LLVM_FEATURE" --quiet
+  touch "$stamp"
+}
+ensure_ebpf_toolchain
 
 if [ "$want_bench" -eq 1 ]; then
   need_apt wrk wrk

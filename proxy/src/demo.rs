@@ -221,7 +221,9 @@ mod tests {
         let addr = start_backend("probe").expect("bind");
         let mut stream = TcpStream::connect(addr).expect("connect");
         stream
-            .write_all(b"POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc")
+            .write_all(
+                b"POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc",
+            )
             .expect("write");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("read");

@@ -12,6 +12,8 @@ use std::io;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
+pub mod compat;
+
 /// Size of each connection's read buffer; also the largest head accepted
 /// (a larger request head is answered with 431).
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
@@ -77,6 +79,16 @@ impl Conn {
     /// Wraps `stream`, reading into `buf` (its capacity is the bound).
     pub fn new(stream: TcpStream, mut buf: Vec<u8>) -> Conn {
         buf.clear();
+        Conn {
+            stream,
+            buf,
+            pos: 0,
+        }
+    }
+
+    /// Wraps `stream` whose first bytes were already read into `buf` (they
+    /// are the first pending bytes; the capacity of `buf` is the bound).
+    pub fn with_pending(stream: TcpStream, buf: Vec<u8>) -> Conn {
         Conn {
             stream,
             buf,
@@ -156,6 +168,18 @@ impl Conn {
         result?;
         self.consume(n);
         Ok(())
+    }
+
+    /// The socket and the read buffer, for a caller that drives both
+    /// itself (the upgrade tunnel). The pending bytes are moved to the front
+    /// first, so the buffer holds exactly them; the caller may then reuse
+    /// the buffer freely (its capacity is kept).
+    pub fn parts_mut(&mut self) -> (&TcpStream, &mut Vec<u8>) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        (&self.stream, &mut self.buf)
     }
 
     /// Gives the read buffer back (for the pool).

@@ -11,21 +11,28 @@
 //! | [`codec`] | wire formats, pure: head parsing in place, body framing |
 //! | [`phase`] | request phases (`request_filter`, `route`, `upstream_request_filter`, `response_filter`, `logging`) |
 //! | [`filter`] | Gateway API filters: header modifiers, rewrite, redirect |
+//! | [`mirror`] | RequestMirror: bounded, never-blocking copies of requests |
 //! | [`upstream`] | backend choice and the per-worker keep-alive pool |
 //! | [`io`] | buffered io_uring connections, buffer pool |
 //! | [`error`] | errors that say whose fault they are |
 //! | [`metrics`] | per-worker counters, aggregated and encoded at scrape time |
 //! | [`admin`] | the admin listener: `/metrics`, `/routes`, `/healthz` |
+//! | [`bpf`] | the eBPF loader (`--ebpf`): loopback bypass, kernel counters |
 //! | [`reload`] | route inputs, reloads (SIGHUP, `--watch`) |
 #![deny(unsafe_code)]
 
+pub mod admin;
+pub mod bpf;
 pub mod codec;
 pub mod demo;
 pub mod error;
 pub mod filter;
 pub mod io;
+pub mod metrics;
+pub mod mirror;
 pub mod phase;
 pub mod proto;
+pub mod reload;
 pub mod runtime;
 pub mod snapshot;
 pub mod upstream;

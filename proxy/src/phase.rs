@@ -46,6 +46,10 @@ pub struct Ctx<'t> {
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent (answered by the proxy).
     pub expect_continue: bool,
+    /// The client asks to switch to WebSocket (`Connection: upgrade` and
+    /// `Upgrade: websocket` on a bodiless HTTP/1.1 request): the two fields
+    /// are forwarded and a `101` answer turns the connection into a tunnel.
+    pub upgrade: bool,
     /// The error that ended the request, if any.
     pub error: Option<Kind>,
     /// `METHOD target`, kept only when access logging.
@@ -66,6 +70,7 @@ impl<'t> Ctx<'t> {
             client_minor: 1,
             keep_alive: true,
             expect_continue: false,
+            upgrade: false,
             error: None,
             request_line: None,
         }
@@ -124,6 +129,12 @@ pub fn request_filter(
     ctx.expect_continue = req
         .header("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    ctx.upgrade = framing == Framing::Empty
+        && head.minor == 1
+        && h1::connection_tokens(head, buf).any(|t| t.eq_ignore_ascii_case(b"upgrade"))
+        && req
+            .header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"));
     if log {
         ctx.request_line = Some(format!(
             "{} {}",
@@ -186,9 +197,12 @@ fn write_fields(out: &mut Vec<u8>, fields: &Fields<'_>) {
 }
 
 /// `upstream_request_filter`: writes the head forwarded to the backend into
-/// `out`: hop-by-hop fields dropped, `X-Forwarded-For` appended,
-/// `X-Forwarded-Proto` set, the rule's request filters applied in listed
-/// order, framing written by the proxy.
+/// `out`: hop-by-hop fields dropped (except `Connection: upgrade` and
+/// `Upgrade` of a WebSocket upgrade, see [`Ctx::upgrade`]),
+/// `X-Forwarded-For` appended, `X-Forwarded-Proto` set, `Host` added when
+/// an HTTP/1.0 client sent none (the backend's address), the rule's request
+/// filters applied in listed order, framing written by the proxy. Mirrors
+/// get the same head.
 pub fn upstream_request_filter(
     ctx: &Ctx<'_>,
     rule: &Rule,
@@ -213,6 +227,15 @@ pub fn upstream_request_filter(
             continue;
         }
         fields.push((Cow::Borrowed(name), Cow::Borrowed(value)));
+    }
+    if head.minor == 0
+        && !fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(b"host"))
+        && let Some(addr) = ctx.upstream
+    {
+        fields.push((
+            Cow::Borrowed(b"Host"),
+            Cow::Owned(addr.to_string().into_bytes()),
+        ));
     }
     forwarded_for.extend_from_slice(ctx.client.ip().to_string().as_bytes());
     fields.push((Cow::Borrowed(b"X-Forwarded-For"), Cow::Owned(forwarded_for)));
@@ -241,6 +264,11 @@ pub fn upstream_request_filter(
     out.extend_from_slice(query);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_fields(out, &fields);
+    if ctx.upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: ");
+        out.extend_from_slice(req.header("upgrade").unwrap_or(b"websocket"));
+        out.extend_from_slice(b"\r\n");
+    }
     match framing {
         Framing::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -265,7 +293,9 @@ pub enum ClientFraming {
 
 /// `response_filter`: writes the head sent to the client into `out`:
 /// hop-by-hop fields dropped, the rule's ResponseHeaderModifiers applied,
-/// framing chosen for the client.
+/// framing chosen for the client. A `101 Switching Protocols` answer to a
+/// WebSocket upgrade ([`Ctx::upgrade`]) keeps `Connection: Upgrade` and the
+/// backend's `Upgrade`; the connection then becomes a tunnel.
 pub fn response_filter(
     ctx: &mut Ctx<'_>,
     head: &Head,
@@ -315,7 +345,11 @@ pub fn response_filter(
         }
         _ => {}
     }
-    if !ctx.keep_alive {
+    if head.status == 101 && ctx.upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: ");
+        out.extend_from_slice(head.values(buf, "upgrade").next().unwrap_or(b"websocket"));
+        out.extend_from_slice(b"\r\n");
+    } else if !ctx.keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if ctx.client_minor == 0 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
@@ -351,28 +385,62 @@ pub fn respond(ctx: &mut Ctx<'_>, status: u16, location: Option<&[u8]>, out: &mu
     }
 }
 
-/// `logging`: one access-log line per request when asked.
+/// `logging`: counts the request in the worker's metrics
+/// ([`crate::metrics::record`]) and, when asked, logs one access-log line
+/// (tracing target `access`: method, target, status, route, backend,
+/// duration).
 pub fn logging(ctx: &Ctx<'_>, access_log: bool) {
+    let duration = ctx.start.elapsed();
+    let backend = ctx
+        .matched
+        .zip(ctx.upstream)
+        .and_then(|(m, addr)| m.rule.backends.iter().find(|b| b.endpoints.contains(&addr)));
+    crate::metrics::record(&crate::metrics::Request {
+        listener: ctx.matched.map(|m| m.listener.name.as_str()),
+        port: ctx.port,
+        route: ctx.matched.map(|m| &m.route.name),
+        rule: ctx.matched.map(|m| m.rule_index),
+        backend,
+        status: ctx.status,
+        duration,
+        connect_error: ctx.error == Some(Kind::UpstreamConnect),
+    });
     if !access_log {
         return;
     }
+    let (method, target) = ctx
+        .request_line
+        .as_deref()
+        .and_then(|l| l.split_once(' '))
+        .unwrap_or(("-", "-"));
     let route = ctx.matched.map_or_else(
         || "-".to_string(),
-        |m| format!("{}/{}#{}", m.route.kind, m.route.name, m.rule_index),
+        |m| {
+            format!(
+                "{}/{}/{}#{}",
+                m.route.kind, m.route.name.namespace, m.route.name.name, m.rule_index
+            )
+        },
+    );
+    let backend = backend.map_or_else(
+        || "-".to_string(),
+        |b| format!("{}/{}:{}", b.service.namespace, b.service.name, b.port),
     );
     let upstream = ctx
         .upstream
         .map_or_else(|| "-".to_string(), |a| a.to_string());
     let error = ctx.error.map_or_else(|| "-".to_string(), |e| e.to_string());
-    eprintln!(
-        "access client={} \"{}\" status={} route={} upstream={} ms={} error=\"{}\"",
-        ctx.client,
-        ctx.request_line.as_deref().unwrap_or("-"),
-        ctx.status,
+    tracing::info!(
+        target: "access",
+        client = %ctx.client,
+        method,
+        target,
+        status = ctx.status,
         route,
+        backend,
         upstream,
-        ctx.start.elapsed().as_millis(),
-        error
+        duration_ms = duration.as_secs_f64() * 1000.0,
+        error,
     );
 }
 

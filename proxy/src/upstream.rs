@@ -1,6 +1,7 @@
 //! Backends: choosing one ([`select`]) and keeping connections to them
 //! ([`pool`]).
 
+pub mod h2;
 pub mod pool;
 
 use std::net::SocketAddr;

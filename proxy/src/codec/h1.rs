@@ -600,7 +600,6 @@ impl ChunkedDecoder {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests: a panic is a failure")]
 mod tests {
     use super::*;
 

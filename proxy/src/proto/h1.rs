@@ -5,8 +5,19 @@
 //! the backend, then the response is streamed back. The request body is sent
 //! entirely before the response is read (a backend that answers early
 //! without reading the body makes the proxy wait for the body first).
+//!
+//! * **Mirrors** ([`crate::mirror`]): the request head and every body chunk
+//!   forwarded to the primary backend are also handed to the request's
+//!   mirrors through a [`Tee`], which never waits.
+//! * **Upgrades:** a WebSocket upgrade request keeps its `Connection:
+//!   upgrade` and `Upgrade` fields; a `101` answer is forwarded and the two
+//!   connections are joined by [`tunnel`] until both sides have closed. The
+//!   backend connection is then closed, never pooled. Any other answer is an
+//!   ordinary response.
+//! * **Failures:** a backend connection that failed, or whose request was
+//!   cut short (the client went away mid-body), is closed, never pooled.
 
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 
 use tokio_uring::net::TcpStream;
@@ -14,13 +25,20 @@ use tokio_uring::net::TcpStream;
 use crate::codec::h1::{self, CHUNKED_END, ChunkedDecoder, Framing, Head, Request};
 use crate::error::{Error, Kind, Side};
 use crate::io::{self, Conn};
+use crate::mirror::{self, Tee};
 use crate::phase::{self, Action, ClientFraming, Ctx};
 use crate::runtime::Worker;
 
 /// Serves one client connection until it closes or must be closed.
 pub async fn serve(worker: Rc<Worker>, stream: TcpStream, client: SocketAddr, port: u16) {
     let _ = stream.set_nodelay(true);
-    let mut conn = Conn::new(stream, worker.bufs.get());
+    let conn = Conn::new(stream, worker.bufs.get());
+    serve_conn(worker, conn, client, port).await;
+}
+
+/// Serves a client connection whose first bytes may already be pending in
+/// `conn` (read while sniffing the protocol).
+pub async fn serve_conn(worker: Rc<Worker>, mut conn: Conn, client: SocketAddr, port: u16) {
     let mut head = Head::default();
     let mut out = Vec::with_capacity(1024);
     while serve_one(&worker, &mut conn, &mut head, &mut out, client, port).await {}
@@ -50,7 +68,7 @@ async fn read_head(conn: &mut Conn, head: &mut Head) -> Result<bool, Error> {
 
 /// Serves one request; whether the connection stays open.
 async fn serve_one(
-    worker: &Worker,
+    worker: &Rc<Worker>,
     conn: &mut Conn,
     head: &mut Head,
     out: &mut Vec<u8>,
@@ -58,7 +76,8 @@ async fn serve_one(
     port: u16,
 ) -> bool {
     let log = worker.config.access_log;
-    let read = tokio::time::timeout(worker.config.header_timeout, read_head(conn, head)).await;
+    let read = tokio::time::timeout(worker.config.header_timeout, read_head(conn, head));
+    let read = worker.unless_draining(read, Ok(Ok(false))).await; // idle: close on drain
     // Held until the request ends: it finishes on the table it started with.
     let snapshot = worker.snapshot.current();
     let table = &snapshot.table;
@@ -72,6 +91,7 @@ async fn serve_one(
         }
     }
 
+    let mut mirrors = Vec::new();
     let (framing, action) = {
         let buf = conn.pending();
         let framing = match phase::request_filter(&mut ctx, head, buf, log) {
@@ -81,11 +101,18 @@ async fn serve_one(
                 return false;
             }
         };
+        ctx.keep_alive &= !worker.draining(); // draining: answer, then close
         let req = Request { head, buf };
         let action = {
             let mut scratch = snapshot.scratch.borrow_mut();
             let mut rng = worker.rng.borrow_mut();
-            phase::route(&mut ctx, table, req, &mut scratch, &mut *rng)
+            let action = phase::route(&mut ctx, table, req, &mut scratch, &mut *rng);
+            if let Action::Forward { rule, .. } = action
+                && !ctx.upgrade
+            {
+                mirror::select(rule, &mut *rng, &mut mirrors);
+            }
+            action
         };
         out.clear();
         if let Action::Forward { rule, .. } = action {
@@ -112,7 +139,9 @@ async fn serve_one(
             phase::logging(&ctx, log);
             written && ctx.keep_alive
         }
-        Action::Forward { addr, .. } => proxy(worker, &mut ctx, conn, framing, addr, out).await,
+        Action::Forward { addr, .. } => {
+            proxy(worker, &mut ctx, conn, framing, addr, &mirrors, out).await
+        }
     }
 }
 
@@ -145,11 +174,12 @@ async fn fail_to_proxy(
 }
 
 async fn proxy(
-    worker: &Worker,
+    worker: &Rc<Worker>,
     ctx: &mut Ctx<'_>,
     conn: &mut Conn,
     framing: Framing,
     addr: SocketAddr,
+    mirrors: &[SocketAddr],
     out: &mut Vec<u8>,
 ) -> bool {
     let log = worker.config.access_log;
@@ -159,8 +189,17 @@ async fn proxy(
             return false;
         }
     }
+    // `out` holds the forwarded head: the mirrors get the same.
+    let has_body = framing != Framing::Empty;
+    let mut tee = Tee::start(worker, mirrors, out, has_body, ctx.backend_timeout());
     let mut resp = Head::default();
-    let exchange = exchange(worker, conn, framing, addr, out, &mut resp);
+    let upgrade = ctx.upgrade;
+    // The backend connection is kept out here so that it can still be
+    // closed properly when the exchange is cut short by the timeout.
+    let mut slot = None;
+    let exchange = exchange(
+        worker, conn, framing, addr, out, &mut resp, upgrade, &mut tee, &mut slot,
+    );
     let result = match ctx.backend_timeout() {
         Some(limit) => match tokio::time::timeout(limit, exchange).await {
             Ok(r) => r,
@@ -168,9 +207,13 @@ async fn proxy(
         },
         None => exchange.await,
     };
-    let mut upstream = match result {
-        Ok(u) => u,
-        Err(e) => {
+    let mut upstream = match (result, slot.take()) {
+        (Ok(()), Some(u)) => u,
+        (result, upstream) => {
+            if let Some(upstream) = upstream {
+                abort_upstream(worker, upstream);
+            }
+            let e = result.err().unwrap_or_else(|| Error::new(Kind::UpstreamIo));
             // Without a request body nothing of the client connection was
             // touched, so it can stay open after a backend failure.
             let reusable = framing == Framing::Empty && e.side() == Side::Upstream;
@@ -187,6 +230,10 @@ async fn proxy(
         }
     };
 
+    drop(tee);
+    if resp.status == 101 {
+        return switch_protocols(worker, ctx, conn, upstream, &resp, out).await;
+    }
     let buf = upstream.pending();
     let Ok(rframing) = h1::response_framing(&resp, buf, ctx.head_request) else {
         fail_to_proxy(
@@ -209,16 +256,21 @@ async fn proxy(
     let to = conn.stream();
     let body = match (client_framing, rframing) {
         (ClientFraming::Empty, _) => Ok(()),
-        (_, Framing::Length(n)) => copy_length(&mut upstream, to, n, RESPONSE).await,
-        (ClientFraming::Chunked, Framing::Chunked) => {
-            copy_chunked(&mut upstream, to, out, true, RESPONSE).await
+        (_, Framing::Length(n)) => {
+            copy_length(&mut upstream, to, n, RESPONSE, &mut Tee::none()).await
         }
-        (_, Framing::Chunked) => copy_chunked(&mut upstream, to, out, false, RESPONSE).await,
+        (ClientFraming::Chunked, Framing::Chunked) => {
+            copy_chunked(&mut upstream, to, out, true, RESPONSE, &mut Tee::none()).await
+        }
+        (_, Framing::Chunked) => {
+            copy_chunked(&mut upstream, to, out, false, RESPONSE, &mut Tee::none()).await
+        }
         (framing, _) => {
             copy_until_close(&mut upstream, to, out, framing == ClientFraming::Chunked).await
         }
     };
     if let Err(e) = body {
+        abort_upstream(worker, upstream);
         ctx.error = Some(e.kind());
         phase::logging(ctx, log);
         return false;
@@ -232,10 +284,24 @@ async fn proxy(
     ctx.keep_alive
 }
 
+/// Closes a backend connection whose exchange failed, was cut short (the
+/// client went away mid-body) or timed out: it is never pooled. A read or
+/// write may still be in flight on it (its socket would stay open until
+/// that completes); shutting the socket down completes it now, and the
+/// backend sees the close at once.
+fn abort_upstream(worker: &Worker, upstream: Conn) {
+    let _ = upstream.stream().shutdown(Shutdown::Both);
+    worker.bufs.put(upstream.into_buffer());
+}
+
 /// Connects (or reuses a pooled connection), sends the request and reads
-/// the response head into `resp`. A pooled connection that turns out to be
-/// closed is replaced by another as long as nothing of the request body was
-/// consumed.
+/// the response head into `resp`, on the connection it leaves in `slot`. A
+/// pooled connection that turns out to be closed is replaced by another as
+/// long as nothing of the request body was consumed.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the arguments are the request's state"
+)]
 async fn exchange(
     worker: &Worker,
     conn: &mut Conn,
@@ -243,9 +309,12 @@ async fn exchange(
     addr: SocketAddr,
     request_head: &mut Vec<u8>,
     resp: &mut Head,
-) -> Result<Conn, Error> {
+    upgrade: bool,
+    tee: &mut Tee,
+    slot: &mut Option<Conn>,
+) -> Result<(), Error> {
     loop {
-        let (mut upstream, reused) = match worker.pool.take(addr) {
+        let (upstream, reused) = match worker.pool.take(addr) {
             Some(c) => (c, true),
             None => {
                 let stream = TcpStream::connect(addr)
@@ -255,20 +324,33 @@ async fn exchange(
                 (Conn::new(stream, worker.bufs.get()), false)
             }
         };
-        match send_and_receive(&mut upstream, conn, framing, request_head, resp).await {
-            Ok(()) => return Ok(upstream),
-            Err(e) if reused && e.is_retryable() => continue,
+        let upstream = slot.insert(upstream);
+        let sent = send_and_receive(upstream, conn, framing, request_head, resp, upgrade, tee);
+        match sent.await {
+            Ok(()) => return Ok(()),
+            Err(e) if reused && e.is_retryable() => {
+                if let Some(stale) = slot.take() {
+                    abort_upstream(worker, stale);
+                }
+            }
+            // The caller closes the connection left in `slot`: one whose
+            // request was cut short (client gone mid-body) or that failed
+            // is never pooled; the backend sees the close.
             Err(e) => return Err(e),
         }
     }
 }
 
+/// Sends the head and body (teeing the body to the mirrors) and reads the
+/// final response head; a `101` is final only for an `upgrade` request.
 async fn send_and_receive(
     upstream: &mut Conn,
     conn: &mut Conn,
     framing: Framing,
     request_head: &mut Vec<u8>,
     resp: &mut Head,
+    upgrade: bool,
+    tee: &mut Tee,
 ) -> Result<(), Error> {
     upstream
         .write_all(request_head)
@@ -277,12 +359,13 @@ async fn send_and_receive(
     let to = upstream.stream();
     match framing {
         Framing::Empty | Framing::UntilClose => {}
-        Framing::Length(n) => copy_length(conn, to, n, REQUEST).await?,
+        Framing::Length(n) => copy_length(conn, to, n, REQUEST, tee).await?,
         Framing::Chunked => {
             let mut scratch = Vec::new();
-            copy_chunked(conn, to, &mut scratch, true, REQUEST).await?;
+            copy_chunked(conn, to, &mut scratch, true, REQUEST, tee).await?;
         }
     }
+    tee.finish();
     let retryable = |e: Error| {
         if framing == Framing::Empty {
             e.retryable()
@@ -292,6 +375,7 @@ async fn send_and_receive(
     };
     loop {
         match h1::parse_response(upstream.pending(), resp) {
+            Ok(true) if resp.status == 101 && upgrade => return Ok(()),
             Ok(true) if resp.status == 101 => return Err(Error::new(Kind::UpstreamMalformed)),
             Ok(true) if resp.status < 200 => upstream.consume(resp.len),
             Ok(true) => return Ok(()),
@@ -342,12 +426,14 @@ async fn fill(from: &mut Conn, sides: Sides) -> Result<(), Error> {
     }
 }
 
-/// Copies exactly `n` bytes, straight from the read buffer.
+/// Copies exactly `n` bytes, straight from the read buffer (and a copy to
+/// `tee`'s mirrors).
 async fn copy_length(
     from: &mut Conn,
     to: &TcpStream,
     mut n: u64,
     sides: Sides,
+    tee: &mut Tee,
 ) -> Result<(), Error> {
     while n > 0 {
         if from.pending().is_empty() {
@@ -357,6 +443,7 @@ async fn copy_length(
             .pending()
             .len()
             .min(usize::try_from(n).unwrap_or(usize::MAX));
+        tee.push(&from.pending()[..take]);
         from.forward_pending(take, to)
             .await
             .map_err(|e| Error::new_io(sides.write, e))?;
@@ -366,13 +453,15 @@ async fn copy_length(
 }
 
 /// Decodes a chunked body and writes its data, re-encoded as chunks (each
-/// read batch becomes at most one write) or raw.
+/// read batch becomes at most one write) or raw; `tee`'s mirrors get a copy
+/// of what is written.
 async fn copy_chunked(
     from: &mut Conn,
     to: &TcpStream,
     out: &mut Vec<u8>,
     encode: bool,
     sides: Sides,
+    tee: &mut Tee,
 ) -> Result<(), Error> {
     let mut decoder = ChunkedDecoder::default();
     loop {
@@ -399,6 +488,7 @@ async fn copy_chunked(
             out.extend_from_slice(CHUNKED_END);
         }
         if !out.is_empty() {
+            tee.push(out);
             io::write_all(to, out)
                 .await
                 .map_err(|e| Error::new_io(sides.write, e))?;
@@ -444,4 +534,105 @@ async fn copy_until_close(
             .map_err(|e| Error::new_io(sides.write, e))?;
     }
     Ok(())
+}
+
+// === upgrades ===
+
+/// Forwards a `101 Switching Protocols` head to the client, then tunnels
+/// the two connections until both sides have closed. The client connection
+/// is not reused and the backend connection is closed, never pooled.
+async fn switch_protocols(
+    worker: &Worker,
+    ctx: &mut Ctx<'_>,
+    conn: &mut Conn,
+    mut upstream: Conn,
+    resp: &Head,
+    out: &mut Vec<u8>,
+) -> bool {
+    let log = worker.config.access_log;
+    out.clear();
+    phase::response_filter(ctx, resp, upstream.pending(), Framing::Empty, out);
+    upstream.consume(resp.len);
+    if conn.write_all(out).await.is_ok() {
+        tunnel(conn, &mut upstream).await;
+    } else {
+        ctx.error = Some(Kind::DownstreamIo);
+    }
+    worker.bufs.put(upstream.into_buffer());
+    phase::logging(ctx, log);
+    false
+}
+
+/// What a [`tunnel`] carried, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tunnelled {
+    /// From the client to the backend (bytes pending in the client's buffer
+    /// included).
+    pub to_upstream: u64,
+    /// From the backend to the client.
+    pub to_client: u64,
+}
+
+/// Joins an upgraded client connection and its backend connection: first
+/// the bytes already read on either side (pending in its buffer), then
+/// every byte read on one side is written to the other, both ways at once,
+/// each through its connection's own buffer.
+///
+/// When one side closes its sending half, the other side's sending half is
+/// shut down (`shutdown(Write)`) and the opposite direction goes on until it
+/// closes too: half-closes are propagated. A read or write error ends both
+/// directions (both sockets are shut down). Returns when both directions
+/// are done; the caller then drops (closes) both connections.
+///
+/// This is the one place where tunnelled bytes are copied in user space;
+/// a kernel splice (sockmap) can take its place.
+pub async fn tunnel(client: &mut Conn, upstream: &mut Conn) -> Tunnelled {
+    let (client_stream, client_buf) = client.parts_mut();
+    let (upstream_stream, upstream_buf) = upstream.parts_mut();
+    let (to_upstream, to_client) = tokio::join!(
+        copy_half(client_stream, upstream_stream, client_buf),
+        copy_half(upstream_stream, client_stream, upstream_buf),
+    );
+    Tunnelled {
+        to_upstream,
+        to_client,
+    }
+}
+
+/// One direction of a [`tunnel`]: copies until `from` closes (then shuts
+/// `to`'s sending half) or an error (then shuts both sockets down, which
+/// also ends the other direction). `buf` holds the bytes already read.
+async fn copy_half(from: &TcpStream, to: &TcpStream, buf: &mut Vec<u8>) -> u64 {
+    let abort = || {
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    };
+    if buf.capacity() == 0 {
+        buf.reserve(io::DEFAULT_BUFFER_SIZE);
+    }
+    let mut total = 0;
+    loop {
+        if !buf.is_empty() {
+            let n = buf.len() as u64;
+            if io::write_all(to, buf).await.is_err() {
+                abort();
+                return total;
+            }
+            total += n;
+        }
+        buf.clear();
+        let (result, owned) = from.read(std::mem::take(buf)).await;
+        *buf = owned;
+        match result {
+            Ok(0) => {
+                let _ = to.shutdown(Shutdown::Write);
+                return total;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                abort();
+                return total;
+            }
+        }
+    }
 }

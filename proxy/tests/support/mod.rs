@@ -80,7 +80,13 @@ struct Shared {
 /// what it got. Special request headers:
 /// `x-test-stream: 1` — answer chunked, send `hello `, wait for
 /// [`Backend::release`], then send `world`; `x-test-delay-ms: N` — sleep
-/// before answering.
+/// before answering; `x-test-close-delimited: 1` — answer without
+/// Content-Length and close; `x-test-quiet: 1` — echo the body's length
+/// (`body-len: N`) but not the body.
+///
+/// Events ([`Backend::wait_event`]): `head:TARGET:PEER_PORT` when a head was
+/// read, `chunk:DATA` per request body chunk, `closed:PEER_PORT` when a
+/// connection ended.
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub name: String,
@@ -111,6 +117,41 @@ impl Backend {
         self.shared.0.lock().unwrap().received.clone()
     }
 
+    /// Waits until a received request satisfies `pred`.
+    pub fn wait_received(&self, pred: impl Fn(&Received) -> bool) -> Option<Received> {
+        let (lock, cv) = &*self.shared;
+        let guard = lock.lock().unwrap();
+        let (guard, _) = cv
+            .wait_timeout_while(guard, WAIT, |s| !s.received.iter().any(&pred))
+            .unwrap();
+        guard.received.iter().find(|r| pred(r)).cloned()
+    }
+
+    /// Waits until an event starting with `prefix` was recorded; returns
+    /// the rest of it.
+    pub fn wait_event_prefix(&self, prefix: &str) -> Option<String> {
+        let (lock, cv) = &*self.shared;
+        let guard = lock.lock().unwrap();
+        let (guard, _) = cv
+            .wait_timeout_while(guard, WAIT, |s| {
+                !s.events.iter().any(|e| e.starts_with(prefix))
+            })
+            .unwrap();
+        let found = guard.events.iter().find(|e| e.starts_with(prefix));
+        found.map(|e| e[prefix.len()..].to_string())
+    }
+
+    /// Whether `event` was recorded already.
+    pub fn has_event(&self, event: &str) -> bool {
+        self.shared
+            .0
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .any(|e| e == event)
+    }
+
     /// Waits until `event` has been recorded (e.g. `chunk:abc`).
     pub fn wait_event(&self, event: &str) -> bool {
         let (lock, cv) = &*self.shared;
@@ -136,6 +177,11 @@ impl Backend {
 
     fn serve(&self, stream: TcpStream) {
         let peer_port = stream.peer_addr().map(|a| a.port()).unwrap_or(0);
+        self.serve_requests(stream, peer_port);
+        self.event(format!("closed:{peer_port}"));
+    }
+
+    fn serve_requests(&self, stream: TcpStream, peer_port: u16) {
         let _ = stream.set_nodelay(true);
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
@@ -143,6 +189,7 @@ impl Backend {
             let Some((method, target, headers)) = read_head(&mut reader) else {
                 return;
             };
+            self.event(format!("head:{target}:{peer_port}"));
             let header = |name: &str| {
                 headers
                     .iter()
@@ -176,14 +223,20 @@ impl Backend {
                 body,
                 peer_port,
             };
-            self.shared
-                .0
-                .lock()
-                .unwrap()
-                .received
-                .push(received.clone());
+            {
+                let (lock, cv) = &*self.shared;
+                lock.lock().unwrap().received.push(received.clone());
+                cv.notify_all();
+            }
             if let Some(ms) = delay {
                 std::thread::sleep(Duration::from_millis(ms));
+            }
+            if header("x-test-close-delimited").is_some() {
+                let echo = self.echo(&received);
+                let head = format!("HTTP/1.1 200 OK\r\nX-Backend: {}\r\n\r\n", self.name);
+                let _ = writer.write_all((head + &echo).as_bytes());
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
             }
             let ok = if stream {
                 self.stream_response(&mut writer)
@@ -226,8 +279,167 @@ impl Backend {
         for (n, v) in &r.headers {
             out.push_str(&format!("header: {n}: {v}\n"));
         }
-        out.push_str(&format!("body: {}\n", String::from_utf8_lossy(&r.body)));
+        out.push_str(&format!("body-len: {}\n", r.body.len()));
+        let quiet = r.headers.iter().any(|(n, _)| n == "x-test-quiet");
+        if !quiet {
+            out.push_str(&format!("body: {}\n", String::from_utf8_lossy(&r.body)));
+        }
         out
+    }
+}
+
+/// A backend that accepts connections and never reads from them nor
+/// answers (the slowest possible mirror).
+#[derive(Debug, Clone)]
+pub struct Blackhole {
+    pub port: u16,
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl Blackhole {
+    pub fn start() -> Blackhole {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let hole = Blackhole {
+            port: listener.local_addr().unwrap().port(),
+            accepted: Arc::default(),
+        };
+        let accepted = hole.accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        hole
+    }
+}
+
+/// A backend that reads everything it is sent but never answers; counts
+/// connections accepted and closed by the proxy.
+#[derive(Debug, Clone)]
+pub struct Silent {
+    pub port: u16,
+    pub accepted: Arc<AtomicUsize>,
+    pub closed: Arc<AtomicUsize>,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = Silent {
+            port: listener.local_addr().unwrap().port(),
+            accepted: Arc::default(),
+            closed: Arc::default(),
+        };
+        let s = silent.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                s.accepted.fetch_add(1, Ordering::SeqCst);
+                let closed = s.closed.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0; 4096];
+                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+                    closed.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        silent
+    }
+}
+
+/// A backend that reads one request head per connection, then writes
+/// `answer` as is and closes.
+#[derive(Debug, Clone)]
+pub struct RawBackend {
+    pub port: u16,
+}
+
+impl RawBackend {
+    pub fn start(answer: &'static [u8]) -> RawBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    if read_head(&mut reader).is_some() {
+                        let mut writer = stream;
+                        let _ = writer.write_all(answer);
+                        let _ = writer.shutdown(Shutdown::Both);
+                    }
+                });
+            }
+        });
+        RawBackend { port }
+    }
+}
+
+/// A WebSocket-style backend. A request with `Upgrade: websocket` is
+/// answered `101 Switching Protocols` (with `X-Got-Connection` and
+/// `X-Got-Upgrade` echoing what arrived), then every byte is echoed until
+/// the proxy half-closes; then `bye` is sent and the connection closed. A
+/// request to `/ws/refuse` (or without Upgrade) gets an ordinary `403`
+/// with a `Content-Length` body, keep-alive.
+#[derive(Debug, Clone)]
+pub struct WsBackend {
+    pub port: u16,
+}
+
+impl WsBackend {
+    pub fn start() -> WsBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || Self::serve(stream));
+            }
+        });
+        WsBackend { port }
+    }
+
+    fn serve(stream: TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        loop {
+            let Some((_, target, headers)) = read_head(&mut reader) else {
+                return;
+            };
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(String::new(), |(_, v)| v.clone())
+            };
+            if target.starts_with("/ws/refuse") || header("upgrade").is_empty() {
+                let answer = "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\nrefused";
+                if writer.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+                continue;
+            }
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Got-Connection: {}\r\nX-Got-Upgrade: {}\r\n\r\n",
+                header("connection"),
+                header("upgrade")
+            );
+            writer.write_all(head.as_bytes()).unwrap();
+            // Echo: what the reader already buffered first, then the rest.
+            let mut buf = vec![0; 64 * 1024];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if writer.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = writer.write_all(b"bye");
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
     }
 }
 
@@ -296,6 +508,11 @@ pub struct Proxy {
 impl Proxy {
     /// Starts sluice on `files` and waits until `port` accepts connections.
     pub fn start(files: &[PathBuf], port: u16, workers: usize) -> Proxy {
+        Proxy::start_with(files, port, workers, &[])
+    }
+
+    /// As [`Proxy::start`], with more command-line arguments.
+    pub fn start_with(files: &[PathBuf], port: u16, workers: usize, extra: &[&str]) -> Proxy {
         let dir = files[0].parent().unwrap().to_path_buf();
         let log = dir.join("sluice.log");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -307,6 +524,13 @@ impl Proxy {
                 &workers.to_string(),
                 "--access-log",
             ])
+            // === eBPF (issue 5): SLUICE_TEST_EBPF=on|off|auto runs the suite with `--ebpf` ===
+            .args(
+                std::env::var("SLUICE_TEST_EBPF")
+                    .map(|m| vec!["--ebpf".to_string(), m])
+                    .unwrap_or_default(),
+            )
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -509,6 +733,16 @@ impl Client {
         let closed = reader.read_to_end(&mut rest).is_ok();
         self.conn = None;
         closed && rest.is_empty()
+    }
+
+    /// The connection's socket (connecting first if needed).
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.conn().get_mut()
+    }
+
+    /// Drops the connection without reading anything more.
+    pub fn disconnect(&mut self) {
+        self.conn = None;
     }
 
     pub fn shutdown_write(&mut self) {

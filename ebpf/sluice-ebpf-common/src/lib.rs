@@ -1,0 +1,232 @@
+//! What Sluice's eBPF programs (`ebpf/sluice-ebpf`) and their loader
+//! (`sluice::bpf`) agree on: map names, `#[repr(C)]` keys and values, and
+//! counter indexes.
+//!
+//! # Byte orders
+//!
+//! IPv4 addresses are kept as the kernel gives them (network byte order,
+//! read as a native `u32`); ports are host byte order. The kernel hands
+//! programs `local_port` in host order and `remote_port` in network order
+//! (and, in `bpf_sock_ops`, shifted into the upper half on little-endian
+//! machines): [`remote_port`] normalizes both shapes.
+//!
+//! # Features
+//!
+//! `user`: `aya::Pod` for the map keys and values, for the loader.
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+// === map names ===
+
+/// SockHash of the sockets the programs manage, keyed by [`SockKey`].
+pub const MAP_SOCKS: &str = "SLUICE_SOCKS";
+/// Hash map: a sluice listener's port (`u32`, host order) → `1`.
+pub const MAP_LISTEN_PORTS: &str = "SLUICE_LISTEN";
+/// Hash map: a backend endpoint on 127.0.0.0/8 ([`Endpoint`]) → `1`.
+pub const MAP_BACKENDS: &str = "SLUICE_BACKENDS";
+/// LRU hash map: sockets ([`SockKey`]) that have sent bytes through the TCP
+/// stack, which therefore never switch to the bypass (keeps byte order).
+pub const MAP_PASSED: &str = "SLUICE_PASSED";
+/// Per-CPU array of `u64` counters, indexed by [`Counter`].
+pub const MAP_COUNTERS: &str = "SLUICE_COUNTERS";
+
+/// Entries of [`MAP_SOCKS`] (two per bypassed connection).
+pub const SOCKS_MAX_ENTRIES: u32 = 65_536;
+/// Entries of [`MAP_LISTEN_PORTS`].
+pub const LISTEN_MAX_ENTRIES: u32 = 1_024;
+/// Entries of [`MAP_BACKENDS`].
+pub const BACKENDS_MAX_ENTRIES: u32 = 4_096;
+/// Entries of [`MAP_PASSED`].
+pub const PASSED_MAX_ENTRIES: u32 = 16_384;
+
+// === program names ===
+
+/// The sockops program (on a cgroup v2).
+pub const PROG_SOCKOPS: &str = "sluice_sockops";
+/// The sk_msg program (on [`MAP_SOCKS`]).
+pub const PROG_SK_MSG: &str = "sluice_sk_msg";
+
+/// Whether `a == b`, at compile time (the kernel side checks that its
+/// `#[map(name = "…")]` literals are these consts).
+pub const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+// === impl SockKey ===
+
+/// One end of a TCP connection, seen from its own socket.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SockKey {
+    /// Local IPv4 address, network byte order.
+    pub local_ip4: u32,
+    /// Remote IPv4 address, network byte order.
+    pub remote_ip4: u32,
+    /// Local port, host byte order.
+    pub local_port: u32,
+    /// Remote port, host byte order.
+    pub remote_port: u32,
+}
+
+impl SockKey {
+    /// The key of the socket at the other end of the same connection.
+    pub const fn peer(&self) -> SockKey {
+        SockKey {
+            local_ip4: self.remote_ip4,
+            remote_ip4: self.local_ip4,
+            local_port: self.remote_port,
+            remote_port: self.local_port,
+        }
+    }
+
+    /// The remote end as an [`Endpoint`].
+    pub const fn remote(&self) -> Endpoint {
+        Endpoint {
+            ip4: self.remote_ip4,
+            port: self.remote_port,
+        }
+    }
+
+    /// The local end as an [`Endpoint`].
+    pub const fn local(&self) -> Endpoint {
+        Endpoint {
+            ip4: self.local_ip4,
+            port: self.local_port,
+        }
+    }
+}
+
+/// An IPv4 address and port.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Endpoint {
+    /// Address, network byte order.
+    pub ip4: u32,
+    /// Port, host byte order.
+    pub port: u32,
+}
+
+impl Endpoint {
+    /// Whether the address is in 127.0.0.0/8.
+    pub const fn is_loopback(&self) -> bool {
+        // Network order read natively on little-endian: the first octet is
+        // the lowest byte; `from_be` makes it the highest everywhere.
+        (u32::from_be(self.ip4) >> 24) == 127
+    }
+
+    /// From an address in host order (`u32::from(Ipv4Addr)`) and a port.
+    pub const fn new(ip4_host_order: u32, port: u16) -> Endpoint {
+        Endpoint {
+            ip4: ip4_host_order.to_be(),
+            port: port as u32,
+        }
+    }
+}
+
+/// A remote port as the kernel hands it to a program (network order in the
+/// low 16 bits, or shifted into the high 16 bits) → host order.
+pub const fn remote_port(raw: u32) -> u32 {
+    let be = if raw & 0xffff == 0 { raw >> 16 } else { raw };
+    u16::from_be(be as u16) as u32
+}
+
+// === impl Counter ===
+
+/// Index of a counter in [`MAP_COUNTERS`].
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Counter {
+    /// sockops: sluice's active (proxy → backend) sockets recorded.
+    SockopsActive = 0,
+    /// sockops: sluice's passive (client → listener) sockets recorded.
+    SockopsPassive = 1,
+    /// sockops: backend-side sockets (peer of a recorded proxy socket)
+    /// recorded.
+    SockopsBackend = 2,
+    /// sockops: SockHash updates that failed (map full, …).
+    SockopsErrors = 3,
+    /// sk_msg: messages redirected to the peer's ingress.
+    SkMsgRedirectedMsgs = 4,
+    /// sk_msg: bytes redirected to the peer's ingress.
+    SkMsgRedirectedBytes = 5,
+    /// sk_msg: messages passed to the TCP stack.
+    SkMsgPassedMsgs = 6,
+    /// sk_msg: bytes passed to the TCP stack.
+    SkMsgPassedBytes = 7,
+}
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; 8] = [
+        Counter::SockopsActive,
+        Counter::SockopsPassive,
+        Counter::SockopsBackend,
+        Counter::SockopsErrors,
+        Counter::SkMsgRedirectedMsgs,
+        Counter::SkMsgRedirectedBytes,
+        Counter::SkMsgPassedMsgs,
+        Counter::SkMsgPassedBytes,
+    ];
+
+    /// Entries of [`MAP_COUNTERS`].
+    pub const LEN: u32 = Counter::ALL.len() as u32;
+
+    /// The index in [`MAP_COUNTERS`].
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: `#[repr(C)]`, only `u32` fields, no padding; every bit
+    // pattern is valid.
+    #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
+    unsafe impl aya::Pod for super::SockKey {}
+    // SAFETY: as above.
+    #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
+    unsafe impl aya::Pod for super::Endpoint {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_port_both_shapes() {
+        let port: u16 = 8080;
+        let be = u32::from(port.to_be());
+        assert_eq!(remote_port(be), 8080);
+        assert_eq!(remote_port(be << 16), 8080);
+    }
+
+    #[test]
+    fn loopback() {
+        assert!(Endpoint::new(0x7f00_0001, 80).is_loopback());
+        assert!(!Endpoint::new(0x0a00_0001, 80).is_loopback());
+    }
+
+    #[test]
+    fn peer_is_an_involution() {
+        let k = SockKey {
+            local_ip4: 1,
+            remote_ip4: 2,
+            local_port: 3,
+            remote_port: 4,
+        };
+        assert_eq!(k.peer().peer(), k);
+        assert_eq!(k.peer().local(), k.remote());
+    }
+}

@@ -1,0 +1,220 @@
+//! Sluice's kernel-side programs (loaded by `sluice::bpf`):
+//!
+//! | program | type | attached to | does |
+//! | --- | --- | --- | --- |
+//! | `sluice_sockops` | sockops | a cgroup v2 | records sluice's established TCP sockets in [`SOCKS`] |
+//! | `sluice_sk_msg` | sk_msg | [`SOCKS`] | loopback bypass: a message goes straight to the peer socket's ingress |
+//!
+//! Which sockets are recorded (nothing else is ever touched):
+//!
+//! * passive: local port is a sluice listener ([`LISTEN`]): sluice's
+//!   client-side sockets;
+//! * active: remote end is a backend endpoint on 127.0.0.0/8 that sluice
+//!   registered ([`BACKENDS`]): sluice's upstream sockets;
+//! * passive: local end is such a backend and the peer socket (the other
+//!   end, sluice's upstream socket) was recorded ([`UPSTREAMS`]): the backend's
+//!   socket, so both directions can skip the TCP/IP stack. (On loopback
+//!   the active side is established first: its ACK is sent after its own
+//!   callback.)
+//!
+//! The bypass keeps bytes in order: a socket that ever sent a message
+//! through the TCP stack (its peer was not recorded yet) is remembered in
+//! [`PASSED`] and never switches to the bypass, so nothing redirected can
+//! overtake bytes still in flight through the stack.
+//!
+//! Logging goes through aya-log, filtered by `AYA_LOG_LEVEL` (the loader
+//! sets it to warnings) and never per message: warnings are at most one
+//! per second per CPU.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::bindings::{
+    BPF_ANY, BPF_F_INGRESS, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB,
+    BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, sk_action,
+};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::macros::{map, sk_msg, sock_ops};
+use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray, SockHash};
+use aya_ebpf::programs::{SkMsgContext, SockOpsContext};
+use aya_log_ebpf::{debug, warn};
+use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey};
+
+const AF_INET: u32 = 2;
+const LOG_INTERVAL_NS: u64 = 1_000_000_000;
+
+// === maps ===
+
+#[map(name = "SLUICE_SOCKS")]
+static SOCKS: SockHash<SockKey> = SockHash::with_max_entries(common::SOCKS_MAX_ENTRIES, 0);
+#[map(name = "SLUICE_LISTEN")]
+static LISTEN: HashMap<u32, u32> = HashMap::with_max_entries(common::LISTEN_MAX_ENTRIES, 0);
+#[map(name = "SLUICE_BACKENDS")]
+static BACKENDS: HashMap<Endpoint, u32> =
+    HashMap::with_max_entries(common::BACKENDS_MAX_ENTRIES, 0);
+#[map(name = "SLUICE_PASSED")]
+static PASSED: LruHashMap<SockKey, u32> =
+    LruHashMap::with_max_entries(common::PASSED_MAX_ENTRIES, 0);
+/// sluice's upstream sockets (recorded by the active callback), so that
+/// the backend's end is recorded only when it is the peer of one; LRU, so
+/// closed connections age out.
+#[map(name = "SLUICE_UPSTREAMS")]
+static UPSTREAMS: LruHashMap<SockKey, u32> =
+    LruHashMap::with_max_entries(common::SOCKS_MAX_ENTRIES, 0);
+#[map(name = "SLUICE_COUNTERS")]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::LEN, 0);
+/// Per CPU: when a warning was last logged (rate limit).
+#[map(name = "SLUICE_LOG_AT")]
+static LOG_AT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+// The names above are the ones the loader looks up.
+const _: () = assert!(common::str_eq(common::MAP_SOCKS, "SLUICE_SOCKS"));
+const _: () = assert!(common::str_eq(common::MAP_LISTEN_PORTS, "SLUICE_LISTEN"));
+const _: () = assert!(common::str_eq(common::MAP_BACKENDS, "SLUICE_BACKENDS"));
+const _: () = assert!(common::str_eq(common::MAP_PASSED, "SLUICE_PASSED"));
+const _: () = assert!(common::str_eq(common::MAP_COUNTERS, "SLUICE_COUNTERS"));
+
+#[inline(always)]
+fn count(counter: Counter, n: u64) {
+    if let Some(p) = COUNTERS.get_ptr_mut(counter.index()) {
+        // SAFETY: a per-CPU slot, only this CPU writes it while the program
+        // runs (programs are not preempted on their CPU).
+        unsafe { *p += n };
+    }
+}
+
+/// Whether a warning may be logged now (at most one per second per CPU).
+#[inline(always)]
+fn may_log() -> bool {
+    let Some(p) = LOG_AT.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: no arguments; reads the monotonic clock.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: per-CPU slot, as in `count`.
+    unsafe {
+        if now.wrapping_sub(*p) < LOG_INTERVAL_NS && *p != 0 {
+            return false;
+        }
+        *p = now;
+    }
+    true
+}
+
+// === sockops ===
+
+#[sock_ops]
+pub fn sluice_sockops(ctx: SockOpsContext) -> u32 {
+    match try_sluice_sockops(&ctx) {
+        Ok(()) | Err(()) => 1,
+    }
+}
+
+fn try_sluice_sockops(ctx: &SockOpsContext) -> Result<(), ()> {
+    let op = ctx.op();
+    if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB {
+        return Ok(());
+    }
+    if ctx.family() != AF_INET {
+        return Ok(());
+    }
+    let key = SockKey {
+        local_ip4: ctx.local_ip4(),
+        remote_ip4: ctx.remote_ip4(),
+        local_port: ctx.local_port(),
+        remote_port: common::remote_port(ctx.remote_port()),
+    };
+    let counter = if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+        if BACKENDS.get_ptr(key.remote()).is_none() {
+            return Ok(());
+        }
+        if UPSTREAMS.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
+            warn!(ctx, "cannot remember an upstream socket");
+        }
+        Counter::SockopsActive
+    } else if LISTEN.get_ptr(key.local_port).is_some() {
+        Counter::SockopsPassive
+    } else if BACKENDS.get_ptr(key.local()).is_some() && UPSTREAMS.get_ptr(key.peer()).is_some() {
+        // The backend's end of one of sluice's upstream connections.
+        Counter::SockopsBackend
+    } else {
+        return Ok(());
+    };
+    // A new connection may reuse a tuple: forget the old one's history.
+    let _ = PASSED.remove(key);
+    // SAFETY: the context's pointer is the kernel's, valid for this call.
+    let ops = unsafe { &mut *ctx.ops };
+    let mut k = key;
+    match SOCKS.update(&mut k, ops, u64::from(BPF_ANY)) {
+        Ok(()) => {
+            count(counter, 1);
+            debug!(
+                ctx,
+                "recorded {}:{} -> {}:{}",
+                u32::from_be(key.local_ip4),
+                key.local_port,
+                u32::from_be(key.remote_ip4),
+                key.remote_port
+            );
+            Ok(())
+        }
+        Err(e) => {
+            count(Counter::SockopsErrors, 1);
+            if may_log() {
+                warn!(ctx, "cannot record a socket in the sockhash: {}", e);
+            }
+            Err(())
+        }
+    }
+}
+
+// === sk_msg ===
+
+#[sk_msg]
+pub fn sluice_sk_msg(ctx: SkMsgContext) -> u32 {
+    try_sluice_sk_msg(&ctx).unwrap_or(sk_action::SK_PASS)
+}
+
+fn try_sluice_sk_msg(ctx: &SkMsgContext) -> Result<u32, u32> {
+    // SAFETY: the context's pointer is the kernel's, valid for this call.
+    let md = unsafe { &*ctx.msg };
+    let size = u64::from(ctx.size());
+    if md.family != AF_INET {
+        return Err(sk_action::SK_PASS);
+    }
+    let key = SockKey {
+        local_ip4: md.local_ip4,
+        remote_ip4: md.remote_ip4,
+        local_port: md.local_port,
+        remote_port: common::remote_port(md.remote_port),
+    };
+    if PASSED.get_ptr(key).is_some() {
+        count(Counter::SkMsgPassedMsgs, 1);
+        count(Counter::SkMsgPassedBytes, size);
+        return Ok(sk_action::SK_PASS);
+    }
+    let mut peer = key.peer();
+    // The redirect fails (and sets nothing) when the peer is not recorded:
+    // then the message takes the TCP stack, now and for good.
+    let verdict = SOCKS.redirect_msg(ctx, &mut peer, u64::from(BPF_F_INGRESS));
+    if verdict == i64::from(sk_action::SK_PASS) {
+        count(Counter::SkMsgRedirectedMsgs, 1);
+        count(Counter::SkMsgRedirectedBytes, size);
+    } else {
+        if PASSED.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
+            warn!(ctx, "cannot remember a passed socket");
+        }
+        count(Counter::SkMsgPassedMsgs, 1);
+        count(Counter::SkMsgPassedBytes, size);
+    }
+    Ok(sk_action::SK_PASS)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,1290 @@
+//! The HTTP/2 (h2c, prior knowledge) connection loop: the `h2` crate's
+//! server over [`crate::io::compat::Stream`], one task per stream.
+//!
+//! Each stream is routed on its own with the route table (GRPCRoutes for
+//! gRPC requests, HTTPRoutes for the rest), gets the same filters and
+//! weighted backend choice as an HTTP/1.1 request, and is forwarded:
+//!
+//! * to an HTTP/1.1 backend (the default for non-gRPC requests): the
+//!   stream's head becomes an HTTP/1.1 request head, its DATA is written as a
+//!   Content-Length or chunked body on a pooled keep-alive connection, and
+//!   the response is read with [`crate::codec::h1`] and sent back as
+//!   HEADERS + DATA;
+//! * to an h2c backend (gRPC requests, and backends whose port says
+//!   `appProtocol: kubernetes.io/h2c`): over the worker's multiplexed
+//!   connection from [`crate::upstream::h2`], both directions at once
+//!   (bidirectional streaming), trailers passed through.
+//!
+//! ```text
+//! accept ─▶ route ─┬─▶ (answer: 404/500/503/3xx, gRPC: trailers-only status) ─────────┐
+//!                  ├─▶ forward_h1: head ─▶ body ─▶ response head ─▶ body ─────────────┤
+//!                  └─▶ forward_h2: request ⇄ upstream stream ⇄ response (+ trailers) ─┴─▶ logging
+//! ```
+//!
+//! # Flow control and memory
+//!
+//! Bodies are never buffered beyond the HTTP/2 windows: request DATA is
+//! acknowledged to the client (`release_capacity`) only once it has been
+//! handed to the backend, and response DATA is only read from the backend
+//! once the client's stream has capacity for it (`poll_capacity`). So the
+//! proxy holds at most about one window per direction per stream, and the
+//! connection window bounds the sum over a connection's streams.
+//!
+//! # Protection
+//!
+//! Limits are set explicitly (see the `DEFAULT_*` constants): concurrent
+//! streams, header list size (which also bounds CONTINUATION floods), frame
+//! size, windows, the `h2` crate's bounds on streams reset before they were
+//! accepted and on resets the proxy is forced to send (CVE-2023-44487), plus
+//! a per-connection bound on streams the client resets after they were
+//! accepted ([`DEFAULT_MAX_CLIENT_RESETS_PER_SECOND`]), and an idle timeout.
+//!
+//! # gRPC
+//!
+//! Errors the proxy produces itself for a gRPC request are answered in gRPC
+//! form: HTTP 200, `content-type: application/grpc`, and a trailers-only
+//! HEADERS frame with `grpc-status`: no route → 12 UNIMPLEMENTED, no
+//! reachable backend (502/503) → 14 UNAVAILABLE, timeout → 4
+//! DEADLINE_EXCEEDED, an invalid backend (500) → 13 INTERNAL. `grpc-timeout`
+//! bounds the whole call, together with the rule's timeouts.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use h2::server::{self, SendResponse};
+use h2::{Reason, RecvStream, SendStream};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use rand::Rng;
+use route_compiler::route::{Filter, Rule, UpstreamProtocol};
+use route_compiler::table::{Decision, RequestView, Table, is_grpc};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_uring::net::TcpStream;
+
+use crate::codec::h1::{self, CHUNKED_END, ChunkedDecoder, Framing, Head};
+use crate::codec::h2::FrameCheck;
+use crate::error::{Error, Kind};
+use crate::filter::{self, Fields};
+use crate::io::{self, Conn, compat};
+use crate::phase::{self, Ctx};
+use crate::runtime::Worker;
+use crate::upstream;
+
+/// Most streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS,
+/// RFC 9113 §6.5.2).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Largest header list accepted from a client (SETTINGS_MAX_HEADER_LIST_SIZE,
+/// RFC 9113 §6.5.2), the HTTP/1.1 head limit's counterpart. A HEADERS +
+/// CONTINUATION sequence beyond it is refused, which also bounds
+/// CONTINUATION floods.
+pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+
+/// Largest frame payload accepted (SETTINGS_MAX_FRAME_SIZE, RFC 9113
+/// §4.2: the minimum every peer must accept).
+pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16 * 1024;
+
+/// Initial stream window advertised to clients (SETTINGS_INITIAL_WINDOW_SIZE,
+/// RFC 9113 §6.9.2): what one request stream can have in flight towards the
+/// proxy.
+pub const DEFAULT_STREAM_WINDOW: u32 = 256 * 1024;
+
+/// Connection window advertised to clients (RFC 9113 §6.9.1): what all the
+/// streams of one connection can have in flight towards the proxy.
+pub const DEFAULT_CONNECTION_WINDOW: u32 = 1024 * 1024;
+
+/// Most bytes queued for sending on one stream to a client.
+pub const DEFAULT_MAX_SEND_BUFFER: usize = 64 * 1024;
+
+/// Streams the client may open and reset before the proxy accepts them,
+/// queued at once; beyond it the connection gets GOAWAY(ENHANCE_YOUR_CALM)
+/// (the `h2` crate's CVE-2023-44487 bound).
+pub const DEFAULT_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+
+/// Resets the proxy may be forced to send for a client's protocol errors
+/// before the connection gets GOAWAY(ENHANCE_YOUR_CALM).
+pub const DEFAULT_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+
+/// Streams a client may reset after they were accepted, per second of a
+/// connection, before the connection gets GOAWAY(ENHANCE_YOUR_CALM): each
+/// such stream may already have cost a backend request (rapid reset).
+pub const DEFAULT_MAX_CLIENT_RESETS_PER_SECOND: u32 = 200;
+
+/// Largest DATA payload read from an HTTP/1.1 backend per send.
+const BODY_CHUNK: usize = 16 * 1024;
+
+// === connection ===
+
+/// Per-connection state shared by its stream tasks.
+#[derive(Debug)]
+struct ConnState {
+    /// Start of the current one-second reset window.
+    window: Cell<Instant>,
+    /// Client resets of accepted streams in the current window.
+    resets: Cell<u32>,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            window: Cell::new(Instant::now()),
+            resets: Cell::new(0),
+        }
+    }
+
+    /// Records that the client reset an accepted stream.
+    fn note_reset(&self) {
+        if self.window.get().elapsed() >= Duration::from_secs(1) {
+            self.window.set(Instant::now());
+            self.resets.set(0);
+        }
+        self.resets.set(self.resets.get().saturating_add(1));
+    }
+
+    /// Whether the client resets streams faster than allowed.
+    fn too_many_resets(&self) -> bool {
+        self.window.get().elapsed() < Duration::from_secs(1)
+            && self.resets.get() > DEFAULT_MAX_CLIENT_RESETS_PER_SECOND
+    }
+}
+
+/// The server settings every h2c connection gets.
+fn builder() -> server::Builder {
+    let mut b = server::Builder::new();
+    b.max_concurrent_streams(DEFAULT_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(DEFAULT_MAX_HEADER_LIST_SIZE)
+        .max_frame_size(DEFAULT_MAX_FRAME_SIZE)
+        .initial_window_size(DEFAULT_STREAM_WINDOW)
+        .initial_connection_window_size(DEFAULT_CONNECTION_WINDOW)
+        .max_send_buffer_size(DEFAULT_MAX_SEND_BUFFER)
+        .max_pending_accept_reset_streams(DEFAULT_MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(Some(DEFAULT_MAX_LOCAL_ERROR_RESET_STREAMS));
+    b
+}
+
+/// Serves one h2c client connection whose first bytes (the preface, and
+/// maybe more) are in `initial`, until it closes, fails, or has been idle
+/// (no open stream) for the runtime's header timeout.
+pub async fn serve(
+    worker: Rc<Worker>,
+    stream: TcpStream,
+    initial: Vec<u8>,
+    client: SocketAddr,
+    port: u16,
+) {
+    let idle = worker.config.header_timeout;
+    let io = compat::Stream::new(stream, initial);
+    let socket = io.socket_handle();
+    let verdict = Rc::new(Cell::new(Verdict::None));
+    let io = Guarded {
+        inner: io,
+        check: FrameCheck::new(DEFAULT_MAX_FRAME_SIZE),
+        preface_left: crate::proto::H2_PREFACE.len(),
+        verdict: verdict.clone(),
+        goaway: None,
+    };
+    let handshake = tokio::time::timeout(idle, builder().handshake::<_, Bytes>(io)).await;
+    let Ok(Ok(mut conn)) = handshake else {
+        goaway_on_violation(&socket, &verdict).await;
+        return;
+    };
+    let state = Rc::new(ConnState::new());
+    let ended = drive(&mut conn, &state, &worker, client, port, idle).await;
+    if ended {
+        drop(conn);
+        goaway_on_violation(&socket, &verdict).await;
+        return;
+    }
+    // Flush the GOAWAY and let open streams finish.
+    let _ = tokio::time::timeout(idle, poll_fn(|cx| conn.poll_closed(cx))).await;
+}
+
+/// A GOAWAY frame (RFC 9113 §6.8) without debug data.
+fn goaway_frame(code: u32, last_stream: u32) -> Vec<u8> {
+    let mut frame = vec![0, 0, 8, 0x7, 0, 0, 0, 0, 0];
+    frame.extend_from_slice(&last_stream.to_be_bytes());
+    frame.extend_from_slice(&code.to_be_bytes());
+    frame
+}
+
+/// Writes GOAWAY with the code of a frame-size violation the guard found,
+/// if `h2` did not write it while closing.
+async fn goaway_on_violation(socket: &TcpStream, verdict: &Cell<Verdict>) {
+    if let Verdict::Pending { code, last_stream } = verdict.get() {
+        verdict.set(Verdict::Sent);
+        let _ = io::write_all(socket, &mut goaway_frame(code, last_stream)).await;
+    }
+}
+
+/// Accepts streams until the connection ends (`true`: it is over) or is
+/// being shut down by the proxy (`false`: drive it to its close).
+async fn drive(
+    conn: &mut server::Connection<Guarded, Bytes>,
+    state: &Rc<ConnState>,
+    worker: &Rc<Worker>,
+    client: SocketAddr,
+    port: u16,
+    idle: Duration,
+) -> bool {
+    loop {
+        let next = match tokio::time::timeout(idle, conn.accept()).await {
+            Ok(next) => next,
+            Err(_) if conn.has_streams() => continue,
+            Err(_) => {
+                conn.graceful_shutdown();
+                return false;
+            }
+        };
+        match next {
+            Some(Ok((request, respond))) => {
+                if state.too_many_resets() {
+                    conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                    return false;
+                }
+                tokio_uring::spawn(serve_stream(
+                    worker.clone(),
+                    state.clone(),
+                    request,
+                    respond,
+                    client,
+                    port,
+                ));
+            }
+            // A connection error (the crate has sent GOAWAY) or the end.
+            Some(Err(_)) | None => return true,
+        }
+    }
+}
+
+// === impl Guarded ===
+
+/// What the frame guard found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Nothing wrong so far.
+    None,
+    /// A frame broke a size rule; GOAWAY with `code` is owed.
+    Pending { code: u32, last_stream: u32 },
+    /// The GOAWAY is written (or being written).
+    Sent,
+}
+
+/// The client's byte stream with a [`FrameCheck`] in its read path: bytes
+/// from the first frame whose size breaks RFC 9113 on are withheld from
+/// `h2` (it sees the end of the stream), and the GOAWAY owed is written
+/// when `h2` shuts the stream down (or by [`serve`] after it).
+struct Guarded {
+    inner: compat::Stream,
+    check: FrameCheck,
+    preface_left: usize,
+    verdict: Rc<Cell<Verdict>>,
+    /// The GOAWAY being written on shutdown, and how much of it is out.
+    goaway: Option<(Vec<u8>, usize)>,
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.verdict.get() != Verdict::None {
+            return Poll::Ready(Ok(()));
+        }
+        let before = out.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
+        let new = &out.filled()[before..];
+        let preface = this.preface_left.min(new.len());
+        this.preface_left -= preface;
+        if let Err(v) = this.check.feed(&new[preface..]) {
+            this.verdict.set(Verdict::Pending {
+                code: v.code,
+                last_stream: this.check.last_stream(),
+            });
+            out.set_filled(before + preface + v.at);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if let Verdict::Pending { code, last_stream } = this.verdict.get() {
+            this.verdict.set(Verdict::Sent);
+            this.goaway = Some((goaway_frame(code, last_stream), 0));
+        }
+        while let Some((frame, written)) = this.goaway.as_mut() {
+            if *written == frame.len() {
+                this.goaway = None;
+                break;
+            }
+            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &frame[*written..]))?;
+            *written += n;
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+// === the request as the router sees it ===
+
+/// An HTTP/2 request head as a [`RequestView`]: `:method`, `:authority`
+/// (else the `host` field) as host, `:path` as target.
+#[derive(Debug, Clone, Copy)]
+struct View<'a> {
+    parts: &'a Parts,
+}
+
+impl RequestView for View<'_> {
+    fn method(&self) -> &[u8] {
+        self.parts.method.as_str().as_bytes()
+    }
+
+    fn host(&self) -> &[u8] {
+        host_of(self.parts)
+    }
+
+    fn target(&self) -> &[u8] {
+        target_of(self.parts)
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.parts.headers.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+/// `:authority`, else the `host` field, else empty.
+fn host_of(parts: &Parts) -> &[u8] {
+    match parts.uri.authority() {
+        Some(a) => a.as_str().as_bytes(),
+        None => parts
+            .headers
+            .get("host")
+            .map_or(&b""[..], HeaderValue::as_bytes),
+    }
+}
+
+/// `:path` (`/` when absent).
+fn target_of(parts: &Parts) -> &[u8] {
+    parts
+        .uri
+        .path_and_query()
+        .map_or(&b"/"[..], |pq| pq.as_str().as_bytes())
+}
+
+/// What routing decided for a stream.
+#[derive(Debug)]
+enum Plan<'t> {
+    /// The proxy answers by itself.
+    Respond {
+        status: u16,
+        location: Option<Vec<u8>>,
+    },
+    /// Forward under `rule` to `addr`, speaking h2c when `h2`.
+    Forward {
+        rule: &'t Rule,
+        addr: SocketAddr,
+        h2: bool,
+    },
+}
+
+/// `route` for a stream: as [`phase::route`], plus the chosen backend's
+/// protocol (gRPC always goes over h2c).
+fn route<'t>(
+    ctx: &mut Ctx<'t>,
+    table: &'t Table,
+    view: &View<'_>,
+    grpc: bool,
+    scratch: &mut route_compiler::automaton::Scratch,
+    rng: &mut impl Rng,
+) -> Plan<'t> {
+    let respond = |status| Plan::Respond {
+        status,
+        location: None,
+    };
+    let matched = match table.lookup(ctx.port, view, scratch) {
+        Decision::Matched(m) => m,
+        Decision::NoListener | Decision::NoRoute { .. } => return respond(404),
+    };
+    ctx.matched = Some(matched);
+    let rule = matched.rule;
+    if let Some(redirect) = rule.redirect() {
+        return Plan::Respond {
+            status: redirect.status_code,
+            location: Some(filter::redirect_location(
+                redirect,
+                view.host(),
+                ctx.port,
+                view.target(),
+            )),
+        };
+    }
+    if let Some(status) = rule.fixed_status() {
+        return respond(status);
+    }
+    // As upstream::select, keeping the backend for its protocol.
+    if rule.total_weight == 0 {
+        return respond(503);
+    }
+    let Some(backend) = rule.pick(rng.random_range(0..rule.total_weight)) else {
+        return respond(503);
+    };
+    if !backend.is_resolved() {
+        return respond(500);
+    }
+    let addr = match backend.endpoints.len() {
+        0 => return respond(503),
+        1 => backend.endpoints[0],
+        n => backend.endpoints[rng.random_range(0..n)],
+    };
+    ctx.upstream = Some(addr);
+    Plan::Forward {
+        rule,
+        addr,
+        h2: grpc || backend.protocol == UpstreamProtocol::H2c,
+    }
+}
+
+// === one stream ===
+
+/// How a forwarded stream ended badly.
+#[derive(Debug)]
+enum Failure {
+    /// Nothing was sent to the client yet: answer this error.
+    BeforeResponse(Error),
+    /// The response head was sent: end the stream abruptly.
+    AfterResponse(Error),
+    /// The client reset the stream: nothing more to send.
+    ClientReset,
+}
+
+async fn serve_stream(
+    worker: Rc<Worker>,
+    conn: Rc<ConnState>,
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    client: SocketAddr,
+    port: u16,
+) {
+    let log = worker.config.access_log;
+    // Held until the stream ends: it finishes on the table it started with.
+    let snapshot = worker.snapshot.current();
+    let table = &snapshot.table;
+    let mut ctx = Ctx::new(client, port);
+    let (parts, body) = request.into_parts();
+    let view = View { parts: &parts };
+    let grpc = is_grpc(&view);
+    ctx.head_request = parts.method == http::Method::HEAD;
+    if log {
+        ctx.request_line = Some(format!(
+            "{} {}",
+            parts.method,
+            String::from_utf8_lossy(view.target())
+        ));
+    }
+    let target = view.target();
+    if parts.method == http::Method::CONNECT || !(target.starts_with(b"/") || target == b"*") {
+        ctx.error = Some(Kind::DownstreamMalformedHead(
+            h1::CodecError::BadHostOrTarget,
+        ));
+        answer(&mut ctx, &mut respond, grpc, 400, None);
+        phase::logging(&ctx, log);
+        return;
+    }
+
+    let plan = {
+        let mut scratch = snapshot.scratch.borrow_mut();
+        let mut rng = worker.rng.borrow_mut();
+        route(&mut ctx, table, &view, grpc, &mut scratch, &mut *rng)
+    };
+    let (rule, addr, h2) = match plan {
+        Plan::Respond { status, location } => {
+            answer(&mut ctx, &mut respond, grpc, status, location.as_deref());
+            phase::logging(&ctx, log);
+            return;
+        }
+        Plan::Forward { rule, addr, h2 } => (rule, addr, h2),
+    };
+
+    let deadline = deadline(&ctx, &parts.headers, grpc);
+    let mut sent: Option<SendStream<Bytes>> = None;
+    let result = {
+        let exchange = async {
+            if h2 {
+                forward_h2(&mut ctx, rule, addr, &parts, body, &mut respond, &mut sent).await
+            } else {
+                forward_h1(
+                    &worker,
+                    &mut ctx,
+                    rule,
+                    addr,
+                    &parts,
+                    body,
+                    &mut respond,
+                    &mut sent,
+                    deadline,
+                )
+                .await
+            }
+        };
+        match deadline {
+            // The HTTP/1.1 path applies the deadline to the response head
+            // itself, as the HTTP/1.1 loop does.
+            Some(limit) if h2 => tokio::time::timeout(limit, exchange).await.ok(),
+            _ => Some(exchange.await),
+        }
+    };
+    let result = result.unwrap_or_else(|| {
+        let e = Error::new(Kind::UpstreamTimeout);
+        Err(if sent.is_none() {
+            Failure::BeforeResponse(e)
+        } else {
+            Failure::AfterResponse(e)
+        })
+    });
+    match result {
+        Ok(()) => {}
+        Err(Failure::ClientReset) => {
+            conn.note_reset();
+            ctx.error = Some(Kind::DownstreamIo);
+        }
+        Err(Failure::BeforeResponse(e)) => {
+            ctx.error = Some(e.kind());
+            let status = e.status().unwrap_or(502);
+            answer(&mut ctx, &mut respond, grpc, status, None);
+        }
+        Err(Failure::AfterResponse(e)) => {
+            ctx.error = Some(e.kind());
+            if let Some(send) = sent.as_mut() {
+                if grpc {
+                    let (code, message) = grpc_status(e.status().unwrap_or(502));
+                    let _ = send.send_trailers(grpc_trailers(code, message));
+                } else {
+                    send.send_reset(Reason::INTERNAL_ERROR);
+                }
+            }
+        }
+    }
+    phase::logging(&ctx, log);
+}
+
+/// The time the exchange may take: the rule's timeouts and, for gRPC, the
+/// client's `grpc-timeout`, whichever is shortest.
+fn deadline(ctx: &Ctx<'_>, headers: &HeaderMap, grpc: bool) -> Option<Duration> {
+    let rule = ctx.backend_timeout();
+    let client = if grpc {
+        headers
+            .get("grpc-timeout")
+            .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+    } else {
+        None
+    };
+    match (rule, client) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Parses a `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`,
+/// `S`, `m`, `u`, `n`).
+pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The gRPC status (code, message) the proxy answers for what would be
+/// `status` over HTTP.
+pub fn grpc_status(status: u16) -> (u32, &'static str) {
+    match status {
+        404 => (12, "no route for this service or method"),
+        500 => (13, "backend is invalid"),
+        502 | 503 => (14, "no backend available"),
+        504 => (4, "backend did not answer in time"),
+        400 => (13, "malformed request"),
+        401 => (16, "unauthenticated"),
+        403 => (7, "permission denied"),
+        429 => (14, "too many requests"),
+        _ => (2, "proxy answered without a backend"),
+    }
+}
+
+fn grpc_trailers(code: u32, message: &str) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(2);
+    map.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(v) = HeaderValue::from_str(message) {
+        map.insert("grpc-message", v);
+    }
+    map
+}
+
+/// The proxy's own answer: a small text response, or for gRPC a
+/// trailers-only response with the status's gRPC code.
+fn answer(
+    ctx: &mut Ctx<'_>,
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    status: u16,
+    location: Option<&[u8]>,
+) {
+    if grpc {
+        ctx.status = 200;
+        let (code, message) = grpc_status(status);
+        let mut response = http::Response::new(());
+        let headers = response.headers_mut();
+        headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+        headers.extend(grpc_trailers(code, message));
+        let _ = respond.send_response(response, true);
+        return;
+    }
+    ctx.status = status;
+    let body = format!("{status} {}\n", phase::reason(status));
+    let mut response = http::Response::new(());
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("text/plain"));
+    headers.insert("content-length", HeaderValue::from(body.len()));
+    if let Some(v) = location.and_then(|l| HeaderValue::from_bytes(l).ok()) {
+        headers.insert("location", v);
+    }
+    let end = ctx.head_request;
+    if let Ok(mut send) = respond.send_response(response, end)
+        && !end
+    {
+        let _ = send.send_data(Bytes::from(body), true);
+    }
+}
+
+// === request and response heads ===
+
+/// Header fields of a client's request that are never forwarded: HTTP/2
+/// has rejected connection-specific ones already; framing is the proxy's.
+fn is_dropped_request_field(name: &str, keep_te: bool) -> bool {
+    matches!(
+        name,
+        "host"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "expect"
+            | "x-forwarded-proto"
+            | "x-forwarded-for"
+            | "cookie"
+    ) || (name == "te" && !keep_te)
+}
+
+/// `upstream_request_filter` for a stream: the fields forwarded (host
+/// first), and the rewritten path if any. As for HTTP/1.1:
+/// `X-Forwarded-For` appended, `X-Forwarded-Proto` set, the rule's request
+/// filters applied in listed order. Split `cookie` fields are joined.
+fn forwarded_fields<'a>(
+    ctx: &Ctx<'_>,
+    rule: &Rule,
+    parts: &'a Parts,
+    keep_te: bool,
+) -> (Fields<'a>, Option<Vec<u8>>) {
+    let headers = &parts.headers;
+    let mut fields: Fields<'a> = Vec::with_capacity(headers.len() + 4);
+    fields.push((Cow::Borrowed(b"host"), Cow::Borrowed(host_of(parts))));
+    let mut forwarded_for: Vec<u8> = Vec::new();
+    let mut cookie: Vec<u8> = Vec::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if n == "x-forwarded-for" {
+            forwarded_for.extend_from_slice(value.as_bytes());
+            forwarded_for.extend_from_slice(b", ");
+        } else if n == "cookie" {
+            if !cookie.is_empty() {
+                cookie.extend_from_slice(b"; ");
+            }
+            cookie.extend_from_slice(value.as_bytes());
+        }
+        if is_dropped_request_field(n, keep_te) || (n == "content-length" && !keep_te) {
+            continue;
+        }
+        fields.push((Cow::Borrowed(n.as_bytes()), Cow::Borrowed(value.as_bytes())));
+    }
+    if !cookie.is_empty() {
+        fields.push((Cow::Borrowed(b"cookie"), Cow::Owned(cookie)));
+    }
+    forwarded_for.extend_from_slice(ctx.client.ip().to_string().as_bytes());
+    fields.push((Cow::Borrowed(b"x-forwarded-for"), Cow::Owned(forwarded_for)));
+    fields.push((Cow::Borrowed(b"x-forwarded-proto"), Cow::Borrowed(b"http")));
+
+    let (path, _) = filter::split_target(target_of(parts));
+    let mut new_path: Option<Vec<u8>> = None;
+    for f in &rule.filters {
+        match f {
+            Filter::RequestHeaderModifier(m) => filter::modify_headers(&mut fields, m),
+            Filter::UrlRewrite(rewrite) => {
+                if let Some(host) = &rewrite.hostname {
+                    filter::set_header(&mut fields, "host", Cow::Owned(host.as_bytes().to_vec()));
+                }
+                if let Some(m) = &rewrite.path {
+                    new_path = Some(filter::modify_path(new_path.as_deref().unwrap_or(path), m));
+                }
+            }
+            _ => {}
+        }
+    }
+    (fields, new_path)
+}
+
+/// `response_filter` for a stream: the rule's ResponseHeaderModifiers
+/// applied to `fields`, the result as an HTTP/2 response head (fields that
+/// HTTP/2 forbids, or that are not valid, are dropped).
+fn client_response(ctx: &mut Ctx<'_>, status: u16, mut fields: Fields<'_>) -> http::Response<()> {
+    if let Some(m) = ctx.matched {
+        for f in &m.rule.filters {
+            if let Filter::ResponseHeaderModifier(m) = f {
+                filter::modify_headers(&mut fields, m);
+            }
+        }
+    }
+    ctx.status = status;
+    let mut response = http::Response::new(());
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let headers = response.headers_mut();
+    for (name, value) in &fields {
+        let Ok(name) = HeaderName::from_bytes(name) else {
+            continue;
+        };
+        if h1::HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_bytes(value) {
+            headers.append(name, value);
+        }
+    }
+    response
+}
+
+// === sending with flow control ===
+
+/// Sends `data` on `to` as its capacity allows: never more than the peer's
+/// window and the send buffer bound are queued.
+async fn send_all(to: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), h2::Error> {
+    while !data.is_empty() {
+        to.reserve_capacity(data.len());
+        match poll_fn(|cx| to.poll_capacity(cx)).await {
+            Some(Ok(0)) => {}
+            Some(Ok(n)) => {
+                let part = data.split_to(n.min(data.len()));
+                to.send_data(part, false)?;
+            }
+            Some(Err(e)) => return Err(e),
+            None => return Err(h2::Error::from(Reason::CANCEL)),
+        }
+    }
+    Ok(())
+}
+
+/// Which side a copy between two streams failed on.
+#[derive(Debug)]
+enum PumpError {
+    Read(h2::Error),
+    Write,
+}
+
+/// Copies DATA and trailers from `from` to `to`, releasing `from`'s window
+/// only as the data is handed on.
+async fn pump(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> Result<(), PumpError> {
+    while let Some(data) = from.data().await {
+        let data = data.map_err(PumpError::Read)?;
+        let n = data.len();
+        send_all(to, data).await.map_err(|_| PumpError::Write)?;
+        let _ = from.flow_control().release_capacity(n);
+    }
+    match from.trailers().await.map_err(PumpError::Read)? {
+        Some(trailers) => to.send_trailers(trailers).map_err(|_| PumpError::Write),
+        None => to
+            .send_data(Bytes::new(), true)
+            .map_err(|_| PumpError::Write),
+    }
+}
+
+/// Whether an error from the client's side means the client reset or
+/// went away.
+fn is_client_gone(e: &h2::Error) -> bool {
+    e.is_io() || e.is_go_away() || (e.is_reset() && e.is_remote())
+}
+
+// === forwarding over h2c ===
+
+async fn forward_h2(
+    ctx: &mut Ctx<'_>,
+    rule: &Rule,
+    addr: SocketAddr,
+    parts: &Parts,
+    mut body: RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    sent: &mut Option<SendStream<Bytes>>,
+) -> Result<(), Failure> {
+    let view = View { parts };
+    let (mut fields, new_path) = forwarded_fields(ctx, rule, parts, true);
+    let authority = fields
+        .iter()
+        .position(|(n, _)| n.eq_ignore_ascii_case(b"host"))
+        .map(|i| fields.remove(i).1.into_owned())
+        .unwrap_or_default();
+    let (path, query) = filter::split_target(view.target());
+    let mut path_and_query = new_path.unwrap_or_else(|| path.to_vec());
+    path_and_query.extend_from_slice(query);
+    let mut uri = http::Uri::builder()
+        .scheme("http")
+        .path_and_query(path_and_query);
+    uri = match http::uri::Authority::try_from(authority.as_slice()) {
+        Ok(a) => uri.authority(a),
+        Err(_) => uri.authority(addr.to_string()),
+    };
+    let mut request = http::Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri.build().map_err(|_| {
+        Failure::BeforeResponse(Error::new(Kind::DownstreamMalformedHead(
+            h1::CodecError::BadHostOrTarget,
+        )))
+    })?;
+    let headers = request.headers_mut();
+    for (name, value) in &fields {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            headers.append(n, v);
+        }
+    }
+
+    let end_of_stream = body.is_end_stream();
+    let (response, mut upstream_send) = upstream::h2::send_request(addr, request, end_of_stream)
+        .await
+        .map_err(Failure::BeforeResponse)?;
+
+    let upload = async {
+        if end_of_stream {
+            return Ok(());
+        }
+        match pump(&mut body, &mut upstream_send).await {
+            Ok(()) => Ok(()),
+            Err(PumpError::Read(e)) if is_client_gone(&e) => {
+                upstream_send.send_reset(Reason::CANCEL);
+                Err(Failure::ClientReset)
+            }
+            Err(PumpError::Read(_)) => {
+                upstream_send.send_reset(Reason::CANCEL);
+                Err(Failure::BeforeResponse(Error::new(
+                    Kind::DownstreamMalformedBody,
+                )))
+            }
+            // The backend stopped reading (it may have answered already).
+            Err(PumpError::Write) => Ok(()),
+        }
+    };
+    let download = async {
+        let response = tokio::select! {
+            r = response => r.map_err(|_| Failure::BeforeResponse(Error::new(Kind::UpstreamIo)))?,
+            _ = poll_fn(|cx| respond.poll_reset(cx)) => return Err(Failure::ClientReset),
+        };
+        let (head, mut recv) = response.into_parts();
+        let fields: Fields<'_> = head
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    Cow::Borrowed(n.as_str().as_bytes()),
+                    Cow::Borrowed(v.as_bytes()),
+                )
+            })
+            .collect();
+        let client_head = client_response(ctx, head.status.as_u16(), fields);
+        let end = recv.is_end_stream();
+        let send = respond
+            .send_response(client_head, end)
+            .map_err(|_| Failure::ClientReset)?;
+        if end {
+            return Ok(());
+        }
+        let send = sent.insert(send);
+        match pump(&mut recv, send).await {
+            Ok(()) => Ok(()),
+            Err(PumpError::Write) => Err(Failure::ClientReset),
+            Err(PumpError::Read(_)) => Err(Failure::AfterResponse(Error::new(Kind::UpstreamIo))),
+        }
+    };
+    tokio::pin!(upload, download);
+    let mut uploading = true;
+    loop {
+        tokio::select! {
+            r = &mut upload, if uploading => {
+                uploading = false;
+                r?;
+            }
+            r = &mut download => return r,
+        }
+    }
+}
+
+// === forwarding to HTTP/1.1 ===
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the pieces of one stream"
+)]
+async fn forward_h1(
+    worker: &Worker,
+    ctx: &mut Ctx<'_>,
+    rule: &Rule,
+    addr: SocketAddr,
+    parts: &Parts,
+    mut body: RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    sent: &mut Option<SendStream<Bytes>>,
+    deadline: Option<Duration>,
+) -> Result<(), Failure> {
+    let view = View { parts };
+    let framing = if body.is_end_stream() {
+        Framing::Empty
+    } else {
+        match parts
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::Chunked,
+        }
+    };
+    let mut out = Vec::with_capacity(1024);
+    {
+        let (fields, new_path) = forwarded_fields(ctx, rule, parts, false);
+        let (path, query) = filter::split_target(view.target());
+        out.extend_from_slice(view.method());
+        out.push(b' ');
+        out.extend_from_slice(new_path.as_deref().unwrap_or(path));
+        out.extend_from_slice(query);
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in &fields {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        match framing {
+            Framing::Length(n) => {
+                out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes())
+            }
+            Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Framing::Empty | Framing::UntilClose => {}
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    let mut resp = Head::default();
+    let exchange = exchange_h1(worker, addr, &mut out, framing, &mut body, &mut resp);
+    let exchange = async {
+        match deadline {
+            Some(limit) => match tokio::time::timeout(limit, exchange).await {
+                Ok(r) => r,
+                Err(_) => Err(Failure::BeforeResponse(Error::new(Kind::UpstreamTimeout))),
+            },
+            None => exchange.await,
+        }
+    };
+    let mut upstream = tokio::select! {
+        r = exchange => r?,
+        _ = poll_fn(|cx| respond.poll_reset(cx)) => return Err(Failure::ClientReset),
+    };
+
+    let buf = upstream.pending();
+    let Ok(rframing) = h1::response_framing(&resp, buf, ctx.head_request) else {
+        return Err(Failure::BeforeResponse(Error::new(Kind::UpstreamMalformed)));
+    };
+    let upstream_keep = h1::keep_alive(&resp, buf) && rframing != Framing::UntilClose;
+    // A HEAD or 304 answer keeps the Content-Length of the body it stands
+    // for; a Length body keeps its own; others are framed by DATA frames.
+    let keep_length =
+        ctx.head_request || resp.status == 304 || matches!(rframing, Framing::Length(_));
+    let fields: Fields<'_> = resp
+        .fields(buf)
+        .filter(|(name, _)| {
+            !(h1::is_hop_by_hop(&resp, buf, name)
+                && !(keep_length && name.eq_ignore_ascii_case(b"content-length")))
+        })
+        .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
+        .collect();
+    let client_head = client_response(ctx, resp.status, fields);
+    upstream.consume(resp.len);
+    let end = rframing == Framing::Empty;
+    let send = respond
+        .send_response(client_head, end)
+        .map_err(|_| Failure::ClientReset)?;
+    if !end {
+        let send = sent.insert(send);
+        let copied = match rframing {
+            Framing::Length(n) => copy_length(&mut upstream, send, n).await,
+            Framing::Chunked => copy_chunked(&mut upstream, send).await,
+            _ => copy_until_close(&mut upstream, send).await,
+        };
+        match copied {
+            Ok(()) => {}
+            Err(Side::Client) => return Err(Failure::ClientReset),
+            Err(Side::Backend(e)) => return Err(Failure::AfterResponse(e)),
+        }
+        if send.send_data(Bytes::new(), true).is_err() {
+            return Err(Failure::ClientReset);
+        }
+    }
+    if upstream_keep {
+        worker.pool.put(addr, upstream);
+    } else {
+        worker.bufs.put(upstream.into_buffer());
+    }
+    Ok(())
+}
+
+/// Connects (or reuses a pooled connection), sends the head and the body,
+/// and reads the response head into `resp`. A pooled connection that turns
+/// out to be closed is replaced while nothing of the body was consumed.
+async fn exchange_h1(
+    worker: &Worker,
+    addr: SocketAddr,
+    head: &mut Vec<u8>,
+    framing: Framing,
+    body: &mut RecvStream,
+    resp: &mut Head,
+) -> Result<Conn, Failure> {
+    loop {
+        let (mut upstream, reused) = match worker.pool.take(addr) {
+            Some(c) => (c, true),
+            None => {
+                let stream = TcpStream::connect(addr).await.map_err(|e| {
+                    Failure::BeforeResponse(Error::new_io(Kind::UpstreamConnect, e))
+                })?;
+                let _ = stream.set_nodelay(true);
+                (Conn::new(stream, worker.bufs.get()), false)
+            }
+        };
+        match send_and_receive(&mut upstream, head, framing, body, resp).await {
+            Ok(()) => return Ok(upstream),
+            Err(Failure::BeforeResponse(e)) if reused && e.is_retryable() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn send_and_receive(
+    upstream: &mut Conn,
+    head: &mut Vec<u8>,
+    framing: Framing,
+    body: &mut RecvStream,
+    resp: &mut Head,
+) -> Result<(), Failure> {
+    let upstream_err = |kind| Failure::BeforeResponse(Error::new(kind));
+    upstream
+        .write_all(head)
+        .await
+        .map_err(|e| Failure::BeforeResponse(Error::new_io(Kind::UpstreamIo, e).retryable()))?;
+    if framing != Framing::Empty {
+        let chunked = framing == Framing::Chunked;
+        let mut scratch = Vec::new();
+        while let Some(data) = body.data().await {
+            let data = match data {
+                Ok(d) => d,
+                Err(e) if is_client_gone(&e) => return Err(Failure::ClientReset),
+                Err(_) => return Err(upstream_err(Kind::DownstreamMalformedBody)),
+            };
+            let n = data.len();
+            let written = if chunked {
+                scratch.clear();
+                h1::encode_chunk(&mut scratch, &data);
+                io::write_all(upstream.stream(), &mut scratch).await
+            } else {
+                upstream.stream().write_all(data).await.0
+            };
+            written.map_err(|e| Failure::BeforeResponse(Error::new_io(Kind::UpstreamIo, e)))?;
+            let _ = body.flow_control().release_capacity(n);
+        }
+        if chunked {
+            scratch.clear();
+            scratch.extend_from_slice(CHUNKED_END);
+            io::write_all(upstream.stream(), &mut scratch)
+                .await
+                .map_err(|e| Failure::BeforeResponse(Error::new_io(Kind::UpstreamIo, e)))?;
+        }
+    }
+    let retryable = |e: Error| {
+        Failure::BeforeResponse(if framing == Framing::Empty {
+            e.retryable()
+        } else {
+            e
+        })
+    };
+    loop {
+        match h1::parse_response(upstream.pending(), resp) {
+            Ok(true) if resp.status == 101 => return Err(upstream_err(Kind::UpstreamMalformed)),
+            Ok(true) if resp.status < 200 => upstream.consume(resp.len),
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(_) => return Err(upstream_err(Kind::UpstreamMalformed)),
+        }
+        if upstream.is_full() {
+            return Err(upstream_err(Kind::UpstreamMalformed));
+        }
+        let nothing_yet = upstream.pending().is_empty();
+        match upstream.fill().await {
+            Ok(0) if nothing_yet => return Err(retryable(Error::new(Kind::UpstreamIo))),
+            Ok(0) => return Err(upstream_err(Kind::UpstreamIo)),
+            Ok(_) => {}
+            Err(e) if nothing_yet => return Err(retryable(Error::new_io(Kind::UpstreamIo, e))),
+            Err(e) => return Err(Failure::BeforeResponse(Error::new_io(Kind::UpstreamIo, e))),
+        }
+    }
+}
+
+/// Which side failed while copying a response body.
+#[derive(Debug)]
+enum Side {
+    Client,
+    Backend(Error),
+}
+
+async fn fill(from: &mut Conn) -> Result<(), Side> {
+    match from.fill().await {
+        Ok(0) => Err(Side::Backend(Error::new(Kind::UpstreamIo))),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Side::Backend(Error::new_io(Kind::UpstreamIo, e))),
+    }
+}
+
+/// Copies the first `n` pending bytes of `from` (at most [`BODY_CHUNK`])
+/// to `to` and consumes them.
+async fn send_pending(from: &mut Conn, to: &mut SendStream<Bytes>, n: usize) -> Result<(), Side> {
+    let n = n.min(BODY_CHUNK).min(from.pending().len());
+    let data = Bytes::copy_from_slice(&from.pending()[..n]);
+    from.consume(n);
+    send_all(to, data).await.map_err(|_| Side::Client)
+}
+
+async fn copy_length(from: &mut Conn, to: &mut SendStream<Bytes>, mut n: u64) -> Result<(), Side> {
+    while n > 0 {
+        if from.pending().is_empty() {
+            fill(from).await?;
+        }
+        let take = from
+            .pending()
+            .len()
+            .min(usize::try_from(n).unwrap_or(usize::MAX))
+            .min(BODY_CHUNK);
+        send_pending(from, to, take).await?;
+        n -= take as u64;
+    }
+    Ok(())
+}
+
+async fn copy_chunked(from: &mut Conn, to: &mut SendStream<Bytes>) -> Result<(), Side> {
+    let mut decoder = ChunkedDecoder::default();
+    let mut data = BytesMut::new();
+    loop {
+        if from.pending().is_empty() {
+            fill(from).await?;
+        }
+        let input = from.pending();
+        let mut consumed = 0;
+        while consumed < input.len() && !decoder.is_done() {
+            let step = decoder
+                .decode(&input[consumed..])
+                .map_err(|_| Side::Backend(Error::new(Kind::UpstreamMalformed)))?;
+            data.extend_from_slice(&input[consumed..][step.data]);
+            consumed += step.consumed;
+        }
+        from.consume(consumed);
+        if !data.is_empty() {
+            send_all(to, data.split().freeze())
+                .await
+                .map_err(|_| Side::Client)?;
+        }
+        if decoder.is_done() {
+            return Ok(());
+        }
+    }
+}
+
+async fn copy_until_close(from: &mut Conn, to: &mut SendStream<Bytes>) -> Result<(), Side> {
+    loop {
+        if from.pending().is_empty() {
+            match from.fill().await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(Side::Backend(Error::new_io(Kind::UpstreamIo, e))),
+            }
+        }
+        let n = from.pending().len();
+        send_pending(from, to, n).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout(b"2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout(b"3S"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_grpc_timeout(b"100m"),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(parse_grpc_timeout(b"5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse_grpc_timeout(b"7n"), Some(Duration::from_nanos(7)));
+        assert_eq!(parse_grpc_timeout(b"123456789S"), None);
+        assert_eq!(parse_grpc_timeout(b"S"), None);
+        assert_eq!(parse_grpc_timeout(b"1x"), None);
+        assert_eq!(parse_grpc_timeout(b"-1S"), None);
+    }
+
+    #[test]
+    fn grpc_status_follows_the_http_mapping() {
+        assert_eq!(grpc_status(404).0, 12);
+        assert_eq!(grpc_status(503).0, 14);
+        assert_eq!(grpc_status(502).0, 14);
+        assert_eq!(grpc_status(504).0, 4);
+        assert_eq!(grpc_status(500).0, 13);
+    }
+}
