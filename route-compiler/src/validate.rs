@@ -1294,23 +1294,6 @@ impl Validator<'_> {
                     );
                     ok = false;
                 }
-                let hostname = match &r.hostname {
-                    Some(h) => match check_hostname(h, false) {
-                        Ok(h) => Some(h),
-                        Err(why) => {
-                            self.error(
-                                "invalid-hostname",
-                                at,
-                                &[sp.clone(), path!["hostname"]].concat(),
-                                format!("redirect hostname `{h}` {why}"),
-                                "use a DNS name without wildcard",
-                            );
-                            ok = false;
-                            None
-                        }
-                    },
-                    None => None,
-                };
                 let port = match r.port {
                     None => None,
                     Some(p) => match u16::try_from(p) {
@@ -1342,19 +1325,8 @@ impl Validator<'_> {
                         302
                     }
                 };
-                let path = match &r.path {
-                    Some(p) => {
-                        let m = self.path_modifier(
-                            at,
-                            &[sp.clone(), path!["path"]].concat(),
-                            p,
-                            matches,
-                        );
-                        ok &= m.is_some();
-                        m
-                    }
-                    None => None,
-                };
+                let target = self.new_target(at, &sp, "redirect", &r.hostname, &r.path, matches);
+                let (hostname, path) = target?;
                 ok.then(|| {
                     Filter::RequestRedirect(Redirect {
                         scheme: r.scheme.clone(),
@@ -1367,44 +1339,51 @@ impl Validator<'_> {
             }
             "URLRewrite" => {
                 let r = filter.url_rewrite.as_ref()?;
-                let mut ok = true;
-                let hostname = match &r.hostname {
-                    Some(h) => match check_hostname(h, false) {
-                        Ok(h) => Some(h),
-                        Err(why) => {
-                            self.error(
-                                "invalid-hostname",
-                                at,
-                                &[sp.clone(), path!["hostname"]].concat(),
-                                format!("rewrite hostname `{h}` {why}"),
-                                "use a DNS name without wildcard",
-                            );
-                            ok = false;
-                            None
-                        }
-                    },
-                    None => None,
-                };
-                let path = match &r.path {
-                    Some(p) => {
-                        let m = self.path_modifier(
-                            at,
-                            &[sp.clone(), path!["path"]].concat(),
-                            p,
-                            matches,
-                        );
-                        ok &= m.is_some();
-                        m
-                    }
-                    None => None,
-                };
-                ok.then_some(Filter::UrlRewrite(Rewrite { hostname, path }))
+                let (hostname, path) =
+                    self.new_target(at, &sp, "rewrite", &r.hostname, &r.path, matches)?;
+                Some(Filter::UrlRewrite(Rewrite { hostname, path }))
             }
             other => {
                 self.error("unsupported-filter", at, &[fp.to_vec(), path!["type"]].concat(), format!("sluice does not implement the `{other}` filter; ignoring it would change what requests get"), "remove the filter, or serve this route with a gateway that implements it");
                 None
             }
         }
+    }
+
+    /// The new hostname and path of a redirect or rewrite (`what`); `None`
+    /// after reporting an invalid one.
+    fn new_target(
+        &mut self,
+        at: &At,
+        sp: &[Seg],
+        what: &str,
+        hostname: &Option<String>,
+        path: &Option<HttpPathModifier>,
+        matches: &[model::HttpRouteMatch],
+    ) -> Option<(Option<String>, Option<PathModifier>)> {
+        let hostname = match hostname {
+            Some(h) => match check_hostname(h, false) {
+                Ok(h) => Some(Some(h)),
+                Err(why) => {
+                    self.error(
+                        "invalid-hostname",
+                        at,
+                        &[sp.to_vec(), path!["hostname"]].concat(),
+                        format!("{what} hostname `{h}` {why}"),
+                        "use a DNS name without wildcard",
+                    );
+                    None
+                }
+            },
+            None => Some(None),
+        };
+        let path = match path {
+            Some(p) => self
+                .path_modifier(at, &[sp.to_vec(), path!["path"]].concat(), p, matches)
+                .map(Some),
+            None => Some(None),
+        };
+        Some((hostname?, path?))
     }
 
     fn check_filter_combination(
