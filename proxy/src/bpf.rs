@@ -35,32 +35,64 @@
 //! data path sees ordinary sockets: reads, writes, half-close and close
 //! behave the same with and without the bypass.
 //!
-//! # Handover protocol (splice; not implemented yet)
+//! # Handover protocol (splice; designed, not implemented yet)
 //!
-//! The splice needs a hook in the HTTP/1 data path that does not exist yet
-//! (a `101 Switching Protocols` is refused upstream today, and there is no
-//! `proto::h1::tunnel`). The protocol it is designed for:
+//! Tunnelled bytes are still copied in userspace by
+//! [`crate::proto::h1::tunnel`], the one place a splice would replace. The
+//! splice is designed as follows; nothing of it is loaded today.
 //!
-//! 1. *Entering.* Only a tunnel after `101` (both sides are opaque byte
-//!    streams from then on), and only when both read buffers are empty:
-//!    bytes already read into userspace are written first, then both
-//!    sockets are inserted in a SockMap (client at `2i`, backend at
-//!    `2i+1`) whose sk_skb stream verdict redirects each skb to the other
-//!    index (egress). Bytes that arrive between the last userspace read and
-//!    the insert stay in the socket's receive queue; the stream verdict
-//!    program only sees skbs queued after insertion, so the loop reads once
-//!    more (non-blocking) after inserting and forwards what it finds.
-//! 2. *Staying.* The tunnel task then waits for either socket to become
-//!    readable with zero bytes (`recv(MSG_PEEK)` returning 0 = FIN) or in
-//!    error; no byte enters userspace.
-//! 3. *Close and half-close.* A FIN from one side is not redirected as
-//!    data: the task sees EOF, removes both sockets from the SockMap and
-//!    calls `shutdown(SHUT_WR)` on the other socket, then copies the other
-//!    direction in userspace until it ends too (half-close kept).
+//! *Maps and programs.* A SockHash `SLUICE_SPLICE` keyed by [`SockKey`] and
+//! a hash map `SLUICE_PARTNER`: own key → the other socket of the tunnel
+//! (client socket ↔ sluice's upstream socket). An sk_skb stream verdict
+//! program on `SLUICE_SPLICE` redirects each skb received on one socket to
+//! the partner's egress (`bpf_sk_redirect_hash`, no `BPF_F_INGRESS`). With
+//! the loopback bypass, the backend's writes never reach the upstream
+//! socket's receive path (they land in its ingress message queue, which a
+//! stream verdict does not see), so `sluice_sk_msg` must, for a backend
+//! socket whose peer has a partner, redirect to that partner's egress
+//! instead of the peer's ingress.
+//!
+//! 1. *Entering* (only in `tunnel`, after the `101` head was written, so
+//!    every later byte is opaque). The hard part is the upstream socket U,
+//!    whose bytes from a loopback backend arrive in its ingress message
+//!    queue (bypass), not in its TCP receive queue:
+//!    - (a) mark U "entering" in `SLUICE_PARTNER`: from now on `sluice_sk_msg`
+//!      on the backend's socket passes its messages through the TCP stack
+//!      (they queue behind what is already in U's ingress queue, and a
+//!      read returns the ingress queue first, so order holds);
+//!    - (b) with no `copy_half` read in flight, write out what both buffers
+//!      hold, then read U and the client socket C non-blocking until
+//!      `EAGAIN`, writing each read to the other side (drains U's ingress
+//!      queue and whatever TCP data came before the insert);
+//!    - (c) insert C and U in `SLUICE_SPLICE` and set both partner entries
+//!      (U's "entering" becomes "spliced": the backend's messages go
+//!      straight to C's egress). Bytes that arrived between the last read
+//!      and the insert are in the TCP receive queues; the stream verdict
+//!      runs over the whole queue at the next data-ready, in order, so
+//!      nothing is lost (to verify when implementing: a queue that gets
+//!      no further data must still be flushed, e.g. by a zero-length
+//!      `recv(MSG_DONTWAIT)` after the insert).
+//! 2. *Staying.* `tunnel` then only waits for the end: readiness of each
+//!    socket with `recv(MSG_PEEK)`; no byte enters userspace. The per-CPU
+//!    counters (`sk_skb` messages and bytes) take the place of the
+//!    userspace byte counts in [`crate::proto::h1::Tunnelled`].
+//! 3. *Close and half-close.* A FIN is not data: the verdict program never
+//!    sees it. When one socket reads EOF, `tunnel` removes both sockets
+//!    from `SLUICE_SPLICE` (to verify when implementing: that skbs already
+//!    redirected are sent before the removal returns), calls `shutdown(SHUT_WR)` on the
+//!    partner, and copies the remaining direction in userspace until it
+//!    ends too, exactly as `copy_half` does today. An error or RST on
+//!    either side shuts both down, as today.
 //! 4. *Taking back.* A tunnel is never taken back before its end (nothing
-//!    after a `101` is HTTP); response bodies that a filter must see are
-//!    never spliced, and a keep-alive client connection never is, so the
-//!    next request on it is always parsed and routed in userspace.
+//!    after a `101` is HTTP). Response bodies with a response filter, and
+//!    keep-alive connections, are never spliced: the next request on a
+//!    keep-alive client connection is always read, parsed and routed in
+//!    userspace.
+//!
+//! The hook it needs in the data path: `tunnel(client, upstream)` calls
+//! `bpf::splice(&client_stream, &upstream_stream) -> Option<Spliced>`
+//! after flushing both buffers and before starting the copies; `Some`
+//! means "wait for EOF as in 2–3", `None` means "copy as today".
 //!
 //! # Pins, several processes, crashes
 //!

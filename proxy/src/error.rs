@@ -139,6 +139,7 @@ impl Error {
             Kind::DownstreamMalformedHead(CodecError::TooLarge) | Kind::DownstreamHeadTooLarge => {
                 Some(431)
             }
+            Kind::DownstreamMalformedHead(CodecError::UriTooLong) => Some(414),
             Kind::DownstreamMalformedHead(_) | Kind::DownstreamMalformedBody => Some(400),
             Kind::DownstreamIo => None,
             Kind::DownstreamTimeout => Some(408),

@@ -7,12 +7,12 @@
 //! | --- | --- |
 //! | [`runtime`] | workers: one io_uring runtime per core, SO_REUSEPORT listeners |
 //! | [`snapshot`] | the shared route table and how reloads reach workers |
-//! | [`proto`] | connection loops (HTTP/1.1) |
+//! | [`proto`] | connection loops (HTTP/1.1, HTTP/2) and bodies between them |
 //! | [`codec`] | wire formats, pure: head parsing in place, body framing |
-//! | [`phase`] | request phases (`request_filter`, `route`, `upstream_request_filter`, `response_filter`, `logging`) |
+//! | [`phase`] | request phases (`request_filter`, `route`, `upstream_request_filter`, `response_filter`, `logging`), shared by both protocols; chart in `docs/phases.md` |
 //! | [`filter`] | Gateway API filters: header modifiers, rewrite, redirect |
 //! | [`mirror`] | RequestMirror: bounded, never-blocking copies of requests |
-//! | [`upstream`] | backend choice and the per-worker keep-alive pool |
+//! | [`upstream`] | backend choice, the per-worker keep-alive pool, HTTP/1.1 answers, h2c connections |
 //! | [`io`] | buffered io_uring connections, buffer pool |
 //! | [`error`] | errors that say whose fault they are |
 //! | [`metrics`] | per-worker counters, aggregated and encoded at scrape time |

@@ -36,6 +36,7 @@
 //! | --- | --- | --- |
 //! | `sluice_requests_total` | counter | `listener`, `route`, `rule`, `backend`, `status` |
 //! | `sluice_request_duration_seconds` | histogram | `listener`, `route` |
+//! | `sluice_grpc_responses_total` | counter | `route`, `grpc_status` |
 //! | `sluice_upstream_connect_errors_total` | counter | `backend` |
 //! | `sluice_mirror_dropped_total` | counter | |
 //! | `sluice_active_connections` | gauge | |
@@ -47,7 +48,9 @@
 //! none matched); `rule` is the 0-based rule index (empty when none
 //! matched); `backend` is `namespace/name:port` of the backendRef the
 //! request went to (empty when the proxy answered by itself); `status` is
-//! the status sent to the client (`0` when the client went away first).
+//! the status sent to the client (`0` when the client went away first);
+//! `grpc_status` is the gRPC status code of a gRPC answer (the backend's
+//! `grpc-status`, or the proxy's own), counted only for gRPC answers.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -142,6 +145,8 @@ pub struct Request<'a> {
     pub backend: Option<&'a Backend>,
     /// The status sent (0 when none was).
     pub status: u16,
+    /// The gRPC status of a gRPC answer.
+    pub grpc_status: Option<u32>,
     /// From head read to the end of the response.
     pub duration: Duration,
     /// The backend could not be connected to.
@@ -155,6 +160,7 @@ struct Local {
     requests: HashMap<SeriesKey, u64>,
     durations: HashMap<RouteKey, Histogram>,
     connect_errors: HashMap<u32, u64>,
+    grpc: HashMap<(u32, u32), u64>,
     scratch: String,
 }
 
@@ -244,6 +250,9 @@ impl WorkerMetrics {
         if r.connect_error {
             *local.connect_errors.entry(backend).or_insert(0) += 1;
         }
+        if let Some(code) = r.grpc_status {
+            *local.grpc.entry((route, code)).or_insert(0) += 1;
+        }
         self.dirty.set(true);
     }
 
@@ -285,6 +294,7 @@ impl WorkerMetrics {
                 .map(|(k, h)| (*k, h.clone()))
                 .collect(),
             connect_errors: local.connect_errors.iter().map(|(k, v)| (*k, *v)).collect(),
+            grpc: local.grpc.iter().map(|(k, v)| (*k, *v)).collect(),
             mirror_dropped: self.mirror_dropped.get(),
             active: self.active.get(),
         };
@@ -339,6 +349,7 @@ struct Published {
     requests: Vec<(SeriesKey, u64)>,
     durations: Vec<(RouteKey, Histogram)>,
     connect_errors: Vec<(u32, u64)>,
+    grpc: Vec<((u32, u32), u64)>,
     mirror_dropped: u64,
     active: u64,
 }
@@ -437,6 +448,9 @@ impl Registry {
             for (b, v) in &p.connect_errors {
                 *scrape.connect_errors.entry(p.name(*b)).or_insert(0) += v;
             }
+            for ((route, code), v) in &p.grpc {
+                *scrape.grpc.entry((p.name(*route), *code)).or_insert(0) += v;
+            }
             scrape.mirror_dropped += p.mirror_dropped;
             scrape.active += p.active;
         }
@@ -464,6 +478,7 @@ struct Scrape {
     requests: BTreeMap<([Arc<str>; 4], u16), u64>,
     durations: BTreeMap<[Arc<str>; 2], Histogram>,
     connect_errors: BTreeMap<Arc<str>, u64>,
+    grpc: BTreeMap<(Arc<str>, u32), u64>,
     mirror_dropped: u64,
     active: u64,
     generation: u64,
@@ -507,6 +522,18 @@ impl Collector for Scrape {
                 .collect();
             e.encode_family(&labels)?
                 .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?;
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "sluice_grpc_responses",
+            "gRPC answers, by route and gRPC status code (the backend's or the proxy's own).",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((route, code), v) in &self.grpc {
+            let code = code.to_string();
+            let labels = [("route", &**route), ("grpc_status", code.as_str())];
+            ConstCounter::new(*v).encode(e.encode_family(&labels)?)?;
         }
 
         let mut e = encoder.encode_descriptor(
@@ -700,6 +727,7 @@ mod tests {
                     rule: Some(0),
                     backend: Some(backend),
                     status: 200,
+                    grpc_status: (worker == 1).then_some(14),
                     duration: Duration::from_millis(3),
                     connect_error: false,
                 });
@@ -719,6 +747,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sluice_mirror_dropped_total 2\n"), "{text}");
+        assert!(
+            text.contains("sluice_grpc_responses_total{route=\"ns/r\",grpc_status=\"14\"} 6\n"),
+            "{text}"
+        );
         assert!(
             text.contains("sluice_reloads_total{result=\"error\"} 1\n"),
             "{text}"

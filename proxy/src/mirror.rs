@@ -109,11 +109,7 @@ pub fn select(rule: &Rule, rng: &mut impl Rng, out: &mut Vec<SocketAddr>) {
         if !backend.is_resolved() {
             continue;
         }
-        match backend.endpoints.len() {
-            0 => {}
-            1 => out.push(backend.endpoints[0]),
-            n => out.push(backend.endpoints[rng.random_range(0..n)]),
-        }
+        out.extend(crate::upstream::endpoint(backend, rng));
     }
 }
 
@@ -266,6 +262,9 @@ impl Channel {
 pub struct Tee {
     mirrors: Vec<Rc<Channel>>,
     worker: Option<Rc<Worker>>,
+    /// Pushes are body data to be chunk-encoded (see [`Tee::start_body`]),
+    /// not bytes as forwarded.
+    chunked: bool,
 }
 
 impl Tee {
@@ -317,6 +316,24 @@ impl Tee {
         tee
     }
 
+    /// As [`Tee::start`], for a driver that pushes body *data* rather
+    /// than the bytes it forwarded (HTTP/2 streams): with `framing`
+    /// [`Framing::Chunked`] each push is written as one chunk and
+    /// [`Tee::finish`] adds the last chunk, so that the mirrors' HTTP/1.1
+    /// body matches `request_head`'s framing.
+    pub fn start_body(
+        worker: &Rc<Worker>,
+        addrs: &[SocketAddr],
+        request_head: &[u8],
+        framing: Framing,
+        timeout: Option<Duration>,
+    ) -> Tee {
+        let has_body = framing != Framing::Empty;
+        let mut tee = Tee::start(worker, addrs, request_head, has_body, timeout);
+        tee.chunked = framing == Framing::Chunked;
+        tee
+    }
+
     /// Whether no mirror is (still) fed.
     pub fn is_empty(&self) -> bool {
         self.mirrors.is_empty()
@@ -329,14 +346,24 @@ impl Tee {
         if self.mirrors.is_empty() || data.is_empty() {
             return;
         }
-        let chunk = Bytes::copy_from_slice(data);
+        let chunk = if self.chunked {
+            let mut encoded = Vec::with_capacity(data.len() + 12);
+            h1::encode_chunk(&mut encoded, data);
+            Bytes::from(encoded)
+        } else {
+            Bytes::copy_from_slice(data)
+        };
+        self.offer(&chunk);
+    }
+
+    fn offer(&mut self, chunk: &Bytes) {
         let worker = self.worker.as_ref();
         self.mirrors.retain(|channel| {
             if channel.is_abandoned() {
                 // The task gave up by itself (its backend failed).
                 return false;
             }
-            let kept = channel.offer(&chunk);
+            let kept = channel.offer(chunk);
             if !kept && let Some(w) = worker {
                 w.metrics.mirror_dropped();
             }
@@ -347,6 +374,9 @@ impl Tee {
     /// Marks the body complete: the mirrors send what is queued, then read
     /// their response.
     pub fn finish(&mut self) {
+        if self.chunked && !self.mirrors.is_empty() {
+            self.offer(&Bytes::from_static(h1::CHUNKED_END));
+        }
         for channel in self.mirrors.drain(..) {
             channel.finish();
         }
@@ -575,6 +605,7 @@ mod tests {
         let tee = Tee {
             mirrors: vec![Rc::clone(&channel)],
             worker: None,
+            chunked: false,
         };
         drop(tee);
         assert!(channel.is_abandoned());

@@ -1,4 +1,5 @@
-//! The phases of one proxied request, named as pingora names them.
+//! The phases of one proxied request, named as pingora names them, shared
+//! by the HTTP/1.1 and HTTP/2 connection drivers.
 //!
 //! ```text
 //! read head ─▶ request_filter ─▶ route ─┬─▶ (answer: 404/500/503/3xx) ─────────────┐
@@ -6,22 +7,57 @@
 //!                                                      fail_to_connect / error_while_proxy ─┴─▶ fail_to_proxy ─▶ logging
 //! ```
 //!
+//! The full chart, for both protocols, with the function behind every
+//! phase, is in `docs/phases.md`.
+//!
 //! State of a request lives in [`Ctx`]. Each phase is a plain function of
-//! the context and the parsed head: the connection loop in
-//! [`crate::proto::h1`] calls them in order.
+//! the context and the request: [`route`] takes any [`RequestView`], and the
+//! field-level parts of `upstream_request_filter` ([`upstream_fields`]) and
+//! `response_filter` ([`response_head`], [`apply_response_filters`]) take
+//! header fields as a list, so that [`crate::proto::h1`] and
+//! [`crate::proto::h2`] call the same code.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use route_compiler::route::{Filter, Rule};
+use route_compiler::route::{Backend, Filter, Rule};
 use route_compiler::table::{Decision, Matched, RequestView, Table};
 
 use crate::codec::h1::{self, Framing, Head, Request};
 use crate::error::{Error, Kind};
 use crate::filter::{self, Fields};
 use crate::upstream;
+
+/// The protocol a client spoke for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// HTTP/1.0.
+    Http10,
+    /// HTTP/1.1.
+    Http11,
+    /// HTTP/2 (h2c, prior knowledge).
+    Http2,
+}
+
+impl Protocol {
+    /// As written on a request line (`HTTP/1.1`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http10 => "HTTP/1.0",
+            Protocol::Http11 => "HTTP/1.1",
+            Protocol::Http2 => "HTTP/2",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What one request carries through its phases.
 #[derive(Debug)]
@@ -34,8 +70,15 @@ pub struct Ctx<'t> {
     pub start: Instant,
     /// The winning route, once routed.
     pub matched: Option<Matched<'t>>,
+    /// The backendRef chosen.
+    pub backend: Option<&'t Backend>,
     /// The backend endpoint chosen.
     pub upstream: Option<SocketAddr>,
+    /// The protocol the client spoke.
+    pub protocol: Protocol,
+    /// The gRPC status of the answer: the backend's `grpc-status` (trailers
+    /// or trailers-only headers), or the proxy's own; `None` when not gRPC.
+    pub grpc_status: Option<u32>,
     /// The status sent to the client (0 until sent).
     pub status: u16,
     /// Whether the request is `HEAD` (its response has no body).
@@ -64,7 +107,10 @@ impl<'t> Ctx<'t> {
             port,
             start: Instant::now(),
             matched: None,
+            backend: None,
             upstream: None,
+            protocol: Protocol::Http11,
+            grpc_status: None,
             status: 0,
             head_request: false,
             client_minor: 1,
@@ -103,6 +149,8 @@ pub enum Action<'t> {
     Forward {
         /// The matched rule.
         rule: &'t Rule,
+        /// The chosen backendRef (its `protocol` says how to speak to it).
+        backend: &'t Backend,
         /// The chosen endpoint.
         addr: SocketAddr,
     },
@@ -125,6 +173,11 @@ pub fn request_filter(
     let req = Request { head, buf };
     ctx.head_request = req.method() == b"HEAD";
     ctx.client_minor = head.minor;
+    ctx.protocol = if head.minor == 0 {
+        Protocol::Http10
+    } else {
+        Protocol::Http11
+    };
     ctx.keep_alive = h1::keep_alive(head, buf);
     ctx.expect_continue = req
         .header("expect")
@@ -146,11 +199,12 @@ pub fn request_filter(
 }
 
 /// `route` (pingora's `upstream_peer`): looks the request up and picks a
-/// backend endpoint, or decides the proxy's own answer.
+/// backend and one of its endpoints ([`upstream::select`]), or decides the
+/// proxy's own answer. Any protocol's request head is a [`RequestView`].
 pub fn route<'t>(
     ctx: &mut Ctx<'t>,
     table: &'t Table,
-    req: Request<'_>,
+    req: &impl RequestView,
     scratch: &mut route_compiler::automaton::Scratch,
     rng: &mut impl Rng,
 ) -> Action<'t> {
@@ -158,7 +212,7 @@ pub fn route<'t>(
         status,
         location: None,
     };
-    let matched = match table.lookup(ctx.port, &req, scratch) {
+    let matched = match table.lookup(ctx.port, req, scratch) {
         Decision::Matched(m) => m,
         Decision::NoListener | Decision::NoRoute { .. } => return respond(404),
     };
@@ -179,15 +233,21 @@ pub fn route<'t>(
         return respond(status);
     }
     match upstream::select(rule, rng) {
-        Ok(addr) => {
+        Ok((backend, addr)) => {
+            ctx.backend = Some(backend);
             ctx.upstream = Some(addr);
-            Action::Forward { rule, addr }
+            Action::Forward {
+                rule,
+                backend,
+                addr,
+            }
         }
         Err(upstream::NoEndpoint(status)) => respond(status),
     }
 }
 
-fn write_fields(out: &mut Vec<u8>, fields: &Fields<'_>) {
+/// Writes `name: value\r\n` per field.
+pub fn write_fields(out: &mut Vec<u8>, fields: &Fields<'_>) {
     for (name, value) in fields {
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
@@ -196,59 +256,72 @@ fn write_fields(out: &mut Vec<u8>, fields: &Fields<'_>) {
     }
 }
 
-/// `upstream_request_filter`: writes the head forwarded to the backend into
-/// `out`: hop-by-hop fields dropped (except `Connection: upgrade` and
-/// `Upgrade` of a WebSocket upgrade, see [`Ctx::upgrade`]),
-/// `X-Forwarded-For` appended, `X-Forwarded-Proto` set, `Host` added when
-/// an HTTP/1.0 client sent none (the backend's address), the rule's request
-/// filters applied in listed order, framing written by the proxy. Mirrors
-/// get the same head.
-pub fn upstream_request_filter(
+/// The request head forwarded to a backend, protocol-neutral: what
+/// [`upstream_fields`] made of the client's.
+#[derive(Debug)]
+pub struct Forwarded<'a> {
+    /// The fields, in order (the proxy writes framing itself).
+    pub fields: Fields<'a>,
+    /// The path after a URLRewrite, if the rule has one.
+    pub path: Option<Vec<u8>>,
+}
+
+impl Forwarded<'_> {
+    /// The forwarded origin-form target: the (rewritten) path and the
+    /// client's query.
+    pub fn target(&self, client_target: &[u8]) -> Vec<u8> {
+        let (path, query) = filter::split_target(client_target);
+        let mut target = self.path.clone().unwrap_or_else(|| path.to_vec());
+        target.extend_from_slice(query);
+        target
+    }
+}
+
+/// The protocol-neutral part of `upstream_request_filter`: from the
+/// client's `fields` (the caller has dropped its protocol's hop-by-hop
+/// fields), `Expect` and `X-Forwarded-Proto` are dropped,
+/// `X-Forwarded-For` gets the client's address appended, `X-Forwarded-Proto:
+/// http` is set, `host` (when no field is named so) is added, and the
+/// rule's request filters (RequestHeaderModifier, URLRewrite) are applied
+/// in listed order. `target` is the client's request target.
+pub fn upstream_fields<'a>(
     ctx: &Ctx<'_>,
     rule: &Rule,
-    req: Request<'_>,
-    framing: Framing,
-    out: &mut Vec<u8>,
-) {
-    let (head, buf) = (req.head, req.buf);
+    target: &[u8],
+    fields: impl IntoIterator<Item = (Cow<'a, [u8]>, Cow<'a, [u8]>)>,
+    host: Option<Cow<'a, [u8]>>,
+) -> Forwarded<'a> {
+    let fields = fields.into_iter();
     let mut forwarded_for: Vec<u8> = Vec::new();
-    let mut fields: Fields<'_> = Vec::with_capacity(head.headers.len() + 4);
-    for (name, value) in head.fields(buf) {
-        if h1::is_hop_by_hop(head, buf, name)
-            || name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"expect")
-            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
-        {
+    let mut out: Fields<'a> = Vec::with_capacity(fields.size_hint().0 + 4);
+    for (name, value) in fields {
+        if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"x-forwarded-proto") {
             continue;
         }
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            forwarded_for.extend_from_slice(value);
+            forwarded_for.extend_from_slice(&value);
             forwarded_for.extend_from_slice(b", ");
             continue;
         }
-        fields.push((Cow::Borrowed(name), Cow::Borrowed(value)));
+        out.push((name, value));
     }
-    if head.minor == 0
-        && !fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(b"host"))
-        && let Some(addr) = ctx.upstream
+    if let Some(host) = host
+        && !out.iter().any(|(n, _)| n.eq_ignore_ascii_case(b"host"))
     {
-        fields.push((
-            Cow::Borrowed(b"Host"),
-            Cow::Owned(addr.to_string().into_bytes()),
-        ));
+        out.push((Cow::Borrowed(b"Host"), host));
     }
     forwarded_for.extend_from_slice(ctx.client.ip().to_string().as_bytes());
-    fields.push((Cow::Borrowed(b"X-Forwarded-For"), Cow::Owned(forwarded_for)));
-    fields.push((Cow::Borrowed(b"X-Forwarded-Proto"), Cow::Borrowed(b"http")));
+    out.push((Cow::Borrowed(b"X-Forwarded-For"), Cow::Owned(forwarded_for)));
+    out.push((Cow::Borrowed(b"X-Forwarded-Proto"), Cow::Borrowed(b"http")));
 
-    let (path, query) = filter::split_target(req.target());
+    let (path, _) = filter::split_target(target);
     let mut new_path: Option<Vec<u8>> = None;
     for f in &rule.filters {
         match f {
-            Filter::RequestHeaderModifier(m) => filter::modify_headers(&mut fields, m),
+            Filter::RequestHeaderModifier(m) => filter::modify_headers(&mut out, m),
             Filter::UrlRewrite(rewrite) => {
                 if let Some(host) = &rewrite.hostname {
-                    filter::set_header(&mut fields, "host", Cow::Owned(host.as_bytes().to_vec()));
+                    filter::set_header(&mut out, "host", Cow::Owned(host.as_bytes().to_vec()));
                 }
                 if let Some(m) = &rewrite.path {
                     new_path = Some(filter::modify_path(new_path.as_deref().unwrap_or(path), m));
@@ -257,24 +330,76 @@ pub fn upstream_request_filter(
             _ => {}
         }
     }
+    Forwarded {
+        fields: out,
+        path: new_path,
+    }
+}
 
-    out.extend_from_slice(req.method());
+/// Writes an HTTP/1.1 request head: request line with the forwarded
+/// target, the fields, the framing fields for `framing`, the blank line.
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    method: &[u8],
+    client_target: &[u8],
+    forwarded: &Forwarded<'_>,
+    framing: Framing,
+) {
+    let (path, query) = filter::split_target(client_target);
+    out.extend_from_slice(method);
     out.push(b' ');
-    out.extend_from_slice(new_path.as_deref().unwrap_or(path));
+    out.extend_from_slice(forwarded.path.as_deref().unwrap_or(path));
     out.extend_from_slice(query);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    write_fields(out, &fields);
-    if ctx.upgrade {
-        out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: ");
-        out.extend_from_slice(req.header("upgrade").unwrap_or(b"websocket"));
-        out.extend_from_slice(b"\r\n");
-    }
+    write_fields(out, &forwarded.fields);
     match framing {
         Framing::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::Empty | Framing::UntilClose => {}
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// `upstream_request_filter` for HTTP/1.1: the client's fields without its
+/// hop-by-hop ones (except `Connection: upgrade` and `Upgrade` of a
+/// WebSocket upgrade, see [`Ctx::upgrade`]) through [`upstream_fields`],
+/// `Host` added when an HTTP/1.0 client sent none (the backend's address),
+/// written by [`write_request_head`] with the proxy's framing into `out`.
+/// Mirrors get the same head.
+pub fn upstream_request_filter(
+    ctx: &Ctx<'_>,
+    rule: &Rule,
+    req: Request<'_>,
+    framing: Framing,
+    out: &mut Vec<u8>,
+) {
+    let mut forwarded = forward_h1_fields(ctx, rule, req);
+    if ctx.upgrade {
+        let upgrade = req.header("upgrade").unwrap_or(b"websocket");
+        forwarded
+            .fields
+            .push((Cow::Borrowed(b"Connection"), Cow::Borrowed(b"Upgrade")));
+        forwarded
+            .fields
+            .push((Cow::Borrowed(b"Upgrade"), Cow::Borrowed(upgrade)));
+    }
+    write_request_head(out, req.method(), req.target(), &forwarded, framing);
+}
+
+/// An HTTP/1.1 request's fields as forwarded (see
+/// [`upstream_request_filter`]); `Content-Length` and every hop-by-hop
+/// field are left out.
+pub fn forward_h1_fields<'a>(ctx: &Ctx<'_>, rule: &Rule, req: Request<'a>) -> Forwarded<'a> {
+    let (head, buf) = (req.head, req.buf);
+    let fields = head
+        .fields(buf)
+        .filter(|(name, _)| !h1::is_hop_by_hop(head, buf, name))
+        .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)));
+    let host = match (head.minor, ctx.upstream) {
+        (0, Some(addr)) => Some(Cow::Owned(addr.to_string().into_bytes())),
+        _ => None,
+    };
+    upstream_fields(ctx, rule, req.target(), fields, host)
 }
 
 /// How the proxy frames a response body towards the client.
@@ -291,16 +416,49 @@ pub enum ClientFraming {
     Raw,
 }
 
-/// `response_filter`: writes the head sent to the client into `out`:
-/// hop-by-hop fields dropped, the rule's ResponseHeaderModifiers applied,
-/// framing chosen for the client. A `101 Switching Protocols` answer to a
-/// WebSocket upgrade ([`Ctx::upgrade`]) keeps `Connection: Upgrade` and the
-/// backend's `Upgrade`; the connection then becomes a tunnel.
+/// `response_filter` for an HTTP/1.1 backend: writes the head sent to the
+/// client into `out` (see [`response_head`]), from the backend's head
+/// without its hop-by-hop fields.
 pub fn response_filter(
     ctx: &mut Ctx<'_>,
     head: &Head,
     buf: &[u8],
     framing: Framing,
+    out: &mut Vec<u8>,
+) -> ClientFraming {
+    let fields: Fields<'_> = head
+        .fields(buf)
+        .filter(|(name, _)| !h1::is_hop_by_hop(head, buf, name))
+        .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
+        .collect();
+    let upgrade = head.values(buf, "upgrade").next();
+    response_head(ctx, head.status, fields, framing, upgrade, out)
+}
+
+/// Applies the matched rule's ResponseHeaderModifiers to `fields`.
+pub fn apply_response_filters(ctx: &Ctx<'_>, fields: &mut Fields<'_>) {
+    if let Some(m) = ctx.matched {
+        for f in &m.rule.filters {
+            if let Filter::ResponseHeaderModifier(m) = f {
+                filter::modify_headers(fields, m);
+            }
+        }
+    }
+}
+
+/// `response_filter` towards an HTTP/1.1 client, for any backend: writes
+/// the status line, `fields` (the backend's, hop-by-hop and framing fields
+/// already dropped) after the rule's ResponseHeaderModifiers, and the
+/// framing chosen for the client from the backend's `framing`, into `out`.
+/// A `101 Switching Protocols` answer to a WebSocket upgrade
+/// ([`Ctx::upgrade`]) keeps `Connection: Upgrade` and the backend's
+/// `upgrade`; the connection then becomes a tunnel.
+pub fn response_head(
+    ctx: &mut Ctx<'_>,
+    status: u16,
+    mut fields: Fields<'_>,
+    framing: Framing,
+    upgrade: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) -> ClientFraming {
     let client_framing = match framing {
@@ -314,40 +472,24 @@ pub fn response_filter(
     };
     // A HEAD or 304 answer keeps the Content-Length of the body it stands
     // for; every other body is framed by the proxy.
-    let keep_length = ctx.head_request || head.status == 304;
-    let mut fields: Fields<'_> = Vec::with_capacity(head.headers.len() + 2);
-    for (name, value) in head.fields(buf) {
-        let is_length = name.eq_ignore_ascii_case(b"content-length");
-        if h1::is_hop_by_hop(head, buf, name) || (is_length && !keep_length) {
-            continue;
-        }
-        fields.push((Cow::Borrowed(name), Cow::Borrowed(value)));
-    }
-    if let Some(m) = ctx.matched {
-        for f in &m.rule.filters {
-            if let Filter::ResponseHeaderModifier(m) = f {
-                filter::modify_headers(&mut fields, m);
-            }
-        }
-    }
-    ctx.status = head.status;
-    write_status_line(out, head.status);
+    let keep_length = ctx.head_request || status == 304;
+    apply_response_filters(ctx, &mut fields);
+    ctx.status = status;
+    write_status_line(out, status);
     write_fields(out, &fields);
     match (framing, client_framing) {
         (Framing::Length(n), _) => {
             out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes())
         }
         (_, ClientFraming::Chunked) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        (Framing::Empty, _)
-            if !keep_length && !(100..200).contains(&head.status) && head.status != 204 =>
-        {
+        (Framing::Empty, _) if !keep_length && !(100..200).contains(&status) && status != 204 => {
             out.extend_from_slice(b"Content-Length: 0\r\n");
         }
         _ => {}
     }
-    if head.status == 101 && ctx.upgrade {
+    if status == 101 && ctx.upgrade {
         out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: ");
-        out.extend_from_slice(head.values(buf, "upgrade").next().unwrap_or(b"websocket"));
+        out.extend_from_slice(upgrade.unwrap_or(b"websocket"));
         out.extend_from_slice(b"\r\n");
     } else if !ctx.keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -358,12 +500,17 @@ pub fn response_filter(
     client_framing
 }
 
+/// The body of the proxy's own text answers (`404 Not Found\n`).
+pub fn answer_body(status: u16) -> String {
+    format!("{status} {}\n", reason(status))
+}
+
 /// `fail_to_proxy`, and the proxy's own answers: writes a complete small
 /// response with `status` (and `Location`) into `out`.
 pub fn respond(ctx: &mut Ctx<'_>, status: u16, location: Option<&[u8]>, out: &mut Vec<u8>) {
     ctx.status = status;
     write_status_line(out, status);
-    let body = format!("{status} {}\n", reason(status));
+    let body = answer_body(status);
     if let Some(location) = location {
         out.extend_from_slice(b"Location: ");
         out.extend_from_slice(location);
@@ -387,14 +534,11 @@ pub fn respond(ctx: &mut Ctx<'_>, status: u16, location: Option<&[u8]>, out: &mu
 
 /// `logging`: counts the request in the worker's metrics
 /// ([`crate::metrics::record`]) and, when asked, logs one access-log line
-/// (tracing target `access`: method, target, status, route, backend,
-/// duration).
+/// (tracing target `access`: method, target, protocol, status, gRPC
+/// status, route, backend, duration).
 pub fn logging(ctx: &Ctx<'_>, access_log: bool) {
     let duration = ctx.start.elapsed();
-    let backend = ctx
-        .matched
-        .zip(ctx.upstream)
-        .and_then(|(m, addr)| m.rule.backends.iter().find(|b| b.endpoints.contains(&addr)));
+    let backend = ctx.backend;
     crate::metrics::record(&crate::metrics::Request {
         listener: ctx.matched.map(|m| m.listener.name.as_str()),
         port: ctx.port,
@@ -402,6 +546,7 @@ pub fn logging(ctx: &Ctx<'_>, access_log: bool) {
         rule: ctx.matched.map(|m| m.rule_index),
         backend,
         status: ctx.status,
+        grpc_status: ctx.grpc_status,
         duration,
         connect_error: ctx.error == Some(Kind::UpstreamConnect),
     });
@@ -430,12 +575,17 @@ pub fn logging(ctx: &Ctx<'_>, access_log: bool) {
         .upstream
         .map_or_else(|| "-".to_string(), |a| a.to_string());
     let error = ctx.error.map_or_else(|| "-".to_string(), |e| e.to_string());
+    let grpc_status = ctx
+        .grpc_status
+        .map_or_else(|| "-".to_string(), |c| c.to_string());
     tracing::info!(
         target: "access",
         client = %ctx.client,
         method,
         target,
+        protocol = ctx.protocol.as_str(),
         status = ctx.status,
+        grpc_status,
         route,
         backend,
         upstream,
@@ -472,6 +622,7 @@ pub fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         413 => "Content Too Large",
         429 => "Too Many Requests",
+        414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

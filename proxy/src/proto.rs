@@ -4,6 +4,9 @@
 //! Every HTTP listener speaks HTTP/1.1 and HTTP/2 with prior knowledge
 //! (h2c) on the same port: [`serve`] reads the first bytes of a connection
 //! and hands it to [`h1`] or [`h2`], together with the bytes it read.
+//! Waiting for those first bytes is bounded by the header timeout and ends
+//! at once when the worker drains ([`Worker::unless_draining`]).
+//! [`bridge`] moves bodies between the two protocols.
 //!
 //! ```text
 //! accept ─▶ serve ─▶ sniff ─┬─ "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" ─▶ h2::serve
@@ -20,6 +23,7 @@ use tokio_uring::net::TcpStream;
 use crate::io::Conn;
 use crate::runtime::Worker;
 
+pub mod bridge;
 pub mod h1;
 pub mod h2;
 
@@ -88,22 +92,29 @@ const BAD_PREFACE_ANSWER: &[u8] = &[
 pub async fn serve(worker: Rc<Worker>, stream: TcpStream, client: SocketAddr, port: u16) {
     let _ = stream.set_nodelay(true);
     let mut buf = worker.bufs.get();
-    let sniffed =
-        tokio::time::timeout(worker.config.header_timeout, sniff(&stream, &mut buf)).await;
+    // A connection that has sent nothing yet is idle: a drain closes it
+    // (else it would hold the drain until the header timeout).
+    let first_bytes = tokio::time::timeout(worker.config.header_timeout, sniff(&stream, &mut buf));
+    let sniffed = worker
+        .unless_draining(async { Some(first_bytes.await) }, None)
+        .await;
     match sniffed {
-        Ok(Ok(Sniffed::Http1)) => {
+        Some(Ok(Ok(Sniffed::Http1))) => {
             h1::serve_conn(worker, Conn::with_pending(stream, buf), client, port).await;
         }
-        Ok(Ok(Sniffed::Http2)) => h2::serve(worker, stream, buf, client, port).await,
-        Ok(Ok(Sniffed::BadPreface)) => {
+        Some(Ok(Ok(Sniffed::Http2))) => h2::serve(worker, stream, buf, client, port).await,
+        Some(Ok(Ok(Sniffed::BadPreface))) => {
             worker.bufs.put(buf);
             let mut answer = BAD_PREFACE_ANSWER.to_vec();
             let _ = crate::io::write_all(&stream, &mut answer).await;
         }
-        // A read error closes the connection; on a timeout the buffer was
-        // lost with the cancelled read.
-        Ok(Err(_)) => worker.bufs.put(buf),
-        Err(_) => {}
+        // A read error closes the connection.
+        Some(Ok(Err(_))) => worker.bufs.put(buf),
+        // On a timeout or a drain the buffer was lost with the cancelled
+        // read; the read still in flight completes when the socket is shut.
+        Some(Err(_)) | None => {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 

@@ -211,24 +211,9 @@ fn run_seed_file(file: &str) {
             assert_eq!(u64::from(r.status), status, "{}", context());
         }
         if let Some(mirror) = case["mirrored_to"].as_str() {
-            // The copy arrives on its own time: wait for it.
-            let copy = s.backends[mirror]
-                .wait_received(|m| m.method == method && m.target == target && m.body == body);
-            let copy = copy.unwrap_or_else(|| panic!("not mirrored; {}", context()));
-            for (k, v) in &headers {
-                let field = (k.to_ascii_lowercase(), (*v).to_string());
-                assert!(copy.headers.contains(&field), "{field:?}; {}", context());
-            }
-            let host = ("host".to_string(), "example.com".to_string());
-            assert!(copy.headers.contains(&host), "{copy:?}");
-            // The primary got the very same head.
-            if let Some(primary) = case["backend"].as_str() {
-                let same = |r: &support::Received| {
-                    r.method == method && r.target == target && r.body == body
-                };
-                let primary = s.backends[primary].wait_received(same).unwrap();
-                assert_eq!(primary.headers, copy.headers, "{}", context());
-            }
+            let primary = case["backend"].as_str().map(|b| &s.backends[b]);
+            let request = (method, target, body);
+            support::assert_mirrored(&s.backends[mirror], primary, request, &headers, context);
         }
     }
     // Every backend that answered was reached through the proxy only.

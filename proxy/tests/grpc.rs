@@ -550,3 +550,71 @@ fn grpc_server_side_counts_calls() {
     });
     assert_eq!(s.grpc["tasks"].calls(), 5);
 }
+
+// === gRPC status in metrics and the access log ===
+
+#[test]
+fn grpc_metrics_count_grpc_status_per_route() {
+    let admin = support::free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let kinds = |name: &str| match name {
+        "dead" => Kind::DeadGrpc,
+        "missing" => Kind::Missing,
+        _ => Kind::Grpc,
+    };
+    let s = Setup::start_with("grpc-metrics", SINGLE, kinds, 1, &["--admin", &admin_addr]);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut c = client(s.grpc_port);
+        // OK twice, from the backend.
+        c.get_task(get("1")).await.unwrap();
+        c.get_task(get("2")).await.unwrap();
+        // NOT_FOUND, from the backend.
+        let mut req = get("3");
+        req.fail_with = Code::NotFound as i32;
+        assert_eq!(c.get_task(req).await.unwrap_err().code(), Code::NotFound);
+        let ch = channel(s.grpc_port, "grpc.test");
+        // The proxy's own answers: no route, no backend.
+        let r = call_path(ch.clone(), "/other.Service/Get", Request::new(get("1"))).await;
+        assert_eq!(r.unwrap_err().code(), Code::Unimplemented);
+        let r = call_path(ch, "/dead.Service/Get", Request::new(get("1"))).await;
+        assert_eq!(r.unwrap_err().code(), Code::Unavailable);
+    });
+    let series = |route: &str, code: u32| {
+        format!("sluice_grpc_responses_total{{route=\"{route}\",grpc_status=\"{code}\"}} ")
+    };
+    let want = [
+        (series("task-api/single", 0), "2"),
+        (series("task-api/single", 5), "1"),
+        (series("task-api/single", 14), "1"),
+        (series("", 12), "1"),
+    ];
+    let start = std::time::Instant::now();
+    let text = loop {
+        let text = support::Client::new(admin)
+            .request("GET", "/metrics", &[], b"")
+            .text();
+        if want
+            .iter()
+            .all(|(series, n)| text.contains(&format!("{series}{n}\n")))
+        {
+            break text;
+        }
+        assert!(
+            start.elapsed() < support::WAIT,
+            "want {want:?} in:\n{text}\n--- sluice log:\n{}",
+            s.proxy.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("# TYPE sluice_grpc_responses_total counter"));
+    // The access log names the protocol and the gRPC status.
+    let log = s.proxy.log_text();
+    let access: Vec<&str> = log.lines().filter(|l| l.contains("access")).collect();
+    assert!(
+        access
+            .iter()
+            .any(|l| l.contains("HTTP/2") && l.contains("grpc_status") && l.contains("14")),
+        "{log}"
+    );
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use h2_support::frames::{self, Outcome, Raw};
 use h2_support::{H2Client, Kind, Setup};
 use serde_yaml::Value;
-use support::{seed_dir, tally};
+use support::{Client, seed_dir, tally};
 
 // === every HTTP seed case, over h2c ===
 
@@ -119,6 +119,11 @@ fn run_seed_file(file: &str) {
         if let Some(status) = case["status"].as_u64() {
             assert_eq!(u64::from(r.status), status, "{}", context());
         }
+        if let Some(mirror) = case["mirrored_to"].as_str() {
+            let primary = case["backend"].as_str().map(|b| &s.http[b]);
+            let request = (method, target, body);
+            support::assert_mirrored(&s.http[mirror], primary, request, &headers, context);
+        }
     }
     for backend in s.http.values() {
         for r in backend.received() {
@@ -152,6 +157,7 @@ seed_tests! {
     h2_seed_08_path_and_query => "08-path-and-query.yaml",
     h2_seed_09_method => "09-method.yaml",
     h2_seed_10_canary => "10-canary.yaml",
+    h2_seed_11_mirror => "11-mirror.yaml",
     h2_seed_12_ordered => "12-ordered.yaml",
     h2_seed_13_listed_general_first => "13-listed-general-first.yaml",
 }
@@ -617,4 +623,104 @@ fn rapid_reset_flood_gets_enhance_your_calm() {
         s.proxy.log_text()
     );
     still_serves(&s);
+}
+
+// === HTTP/1.1 clients to h2c backends ===
+
+const H2C_ONLY: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: h2c, namespace: task-api}
+spec:
+  parentRefs: [{name: task-api-gateway, sectionName: http}]
+  rules:
+  - filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {add: [{name: x-added, value: a}]}
+    backendRefs: [{name: h2only, port: 8000}]
+"#;
+
+#[test]
+fn http1_client_to_h2c_backend_streams_large_bodies_both_ways() {
+    let s = Setup::start("h1-to-h2c", H2C_ONLY, |_| Kind::H2c, 1);
+    let backend = &s.h2c["h2only"];
+    let big: Vec<u8> = (0..8 << 20).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut c = Client::new(s.port);
+
+    // A Content-Length body up; the answer has no content-length: chunked
+    // down, the backend's trailers as chunked trailer fields.
+    let head = format!(
+        "POST /up?x=1 HTTP/1.1\r\nHost: example.com\r\nContent-Length: {}\r\nConnection: keep-alive, x-hop\r\nX-Hop: secret\r\nX-K: v\r\n\r\n",
+        big.len()
+    );
+    c.send(head.as_bytes());
+    c.send(&big);
+    let (status, headers) = c.read_head();
+    let field = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(status, 200, "{}", s.proxy.log_text());
+    assert_eq!(field("x-backend"), Some("h2only"));
+    assert_eq!(field("transfer-encoding"), Some("chunked"));
+    assert_eq!(field("x-body-len"), Some(big.len().to_string().as_str()));
+    let (body, trailers) = c.read_chunked_body();
+    assert!(body == big, "body differs ({} bytes)", body.len());
+    assert!(
+        trailers.contains(&("x-trailer".into(), "done".into())),
+        "{trailers:?}"
+    );
+    let got = backend.received();
+    let got = &got[0];
+    assert_eq!(
+        (got.method.as_str(), got.path.as_str()),
+        ("POST", "/up?x=1")
+    );
+    assert_eq!(got.authority, "example.com");
+    let has = |n: &str, v: &str| got.headers.contains(&(n.into(), v.into()));
+    assert!(has("x-k", "v") && has("x-added", "a"), "{:?}", got.headers);
+    assert!(has("x-forwarded-for", "127.0.0.1"), "{:?}", got.headers);
+    assert!(has("content-length", &big.len().to_string()));
+    assert!(
+        !got.headers
+            .iter()
+            .any(|(n, _)| n == "x-hop" || n == "connection" || n == "host"),
+        "{:?}",
+        got.headers
+    );
+
+    // A chunked body up, on the same connection; the answer has a
+    // content-length, which the client gets.
+    let mut request =
+        b"PUT /down HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\nX-Test-Length: 1\r\n\r\n"
+            .to_vec();
+    for chunk in big.chunks(1 << 20) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    c.send(&request);
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200, "{}", s.proxy.log_text());
+    assert_eq!(
+        r.header("content-length"),
+        Some(big.len().to_string().as_str())
+    );
+    assert_eq!(r.header("transfer-encoding"), None);
+    assert!(r.body == big, "body differs ({} bytes)", r.body.len());
+    assert_eq!(backend.received()[1].body.len(), big.len());
+
+    // A bodiless GET, then the keep-alive connection is still the first.
+    let r = c.request("GET", "/empty", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-method"), Some("GET"));
+    assert_eq!(c.connections, 1);
+    let log = s.proxy.log_text();
+    assert!(
+        log.contains("HTTP/1.1"),
+        "no protocol in the access log:\n{log}"
+    );
 }

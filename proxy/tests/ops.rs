@@ -13,6 +13,10 @@ mod support;
 
 mod ops_support;
 
+#[path = "h2_support/frames.rs"]
+#[allow(dead_code, reason = "the drain tests use a part of the frames")]
+mod frames;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -303,6 +307,19 @@ fn reload_under_load_has_no_failed_requests() {
     });
 }
 
+/// Waits until `backend` has received a request for `target`, then sends
+/// SIGTERM; when it was sent.
+fn terminate_once_arrived(sluice: &Sluice, backend: &Backend, target: &str) -> Instant {
+    let start = Instant::now();
+    while !backend.received().iter().any(|r| r.target == target) {
+        assert!(start.elapsed() < WAIT, "{target} never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let signalled = Instant::now();
+    sluice.signal("TERM");
+    signalled
+}
+
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits() {
     let files = Files::new("drain", &[("a", 1)]);
@@ -321,13 +338,7 @@ fn sigterm_drains_in_flight_requests_then_exits() {
         let second = client.read_response(false);
         (first, second, client.is_closed_by_server())
     });
-    let start = Instant::now();
-    while !files.a.received().iter().any(|r| r.target == "/slow") {
-        assert!(start.elapsed() < WAIT, "the slow request never arrived");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let signalled = Instant::now();
-    sluice.signal("TERM");
+    let signalled = terminate_once_arrived(&sluice, &files.a, "/slow");
 
     // Health turns 503 and the listeners close while the request runs.
     let start = Instant::now();
@@ -355,11 +366,83 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     assert_eq!(second.header("connection"), Some("close"));
     assert!(closed);
 
-    let status = sluice.wait_exit(Duration::from_secs(5));
-    let status = status.unwrap_or_else(|| panic!("sluice did not exit:\n{}", sluice.log_text()));
-    assert!(status.success(), "{status}:\n{}", sluice.log_text());
+    sluice.wait_clean_exit(Duration::from_secs(5));
     assert!(signalled.elapsed() < Duration::from_secs(5));
     assert!(sluice.log_text().contains("drained"));
+}
+
+#[test]
+fn sigterm_closes_a_silent_connection_at_once() {
+    let files = Files::new("drain-silent", &[("a", 1)]);
+    let mut sluice = files.start(1, &["--drain-timeout", "10"]);
+    // Connected, but not a byte sent: the proxy waits for the first bytes
+    // to tell HTTP/1.1 from HTTP/2.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", files.port)).unwrap();
+    sluice.wait_metrics("the silent connection", |t| {
+        sample(t, "sluice_active_connections") >= 1.0
+    });
+    let signalled = Instant::now();
+    sluice.signal("TERM");
+    sluice.wait_clean_exit(Duration::from_secs(9));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "the silent connection held the drain for {:?}",
+        signalled.elapsed()
+    );
+    silent
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(std::io::Read::read(&mut silent, &mut byte).unwrap_or(0), 0);
+}
+
+#[test]
+fn sigterm_lets_an_h2_stream_finish_after_goaway() {
+    use frames::{ACK, DATA, END_STREAM, GOAWAY, HEADERS, NO_ERROR, PING, Raw, Received, SETTINGS};
+    let files = Files::new("drain-h2", &[("a", 1)]);
+    let mut sluice = files.start(1, &["--drain-timeout", "10"]);
+    let mut raw = Raw::connect(files.port);
+    let mut fields = frames::get("/slow");
+    fields.push(("x-test-delay-ms", "1500"));
+    raw.send(&frames::headers(1, &fields, true));
+    let signalled = terminate_once_arrived(&sluice, &files.a, "/slow");
+
+    // GOAWAY(NO_ERROR) comes at once; the stream still gets its whole
+    // response afterwards.
+    let (mut goaway, mut headers, mut body, mut ended) = (None, false, Vec::new(), false);
+    let mut goaway_first = false;
+    while !ended {
+        match raw.read_frame(Duration::from_secs(5)) {
+            Received::Frame(GOAWAY, _, 0, p) if p.len() >= 8 => {
+                goaway = Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+                goaway_first |= !headers;
+            }
+            Received::Frame(HEADERS, flags, 1, _) => {
+                headers = true;
+                ended = flags & END_STREAM != 0;
+            }
+            Received::Frame(DATA, flags, 1, p) => {
+                body.extend_from_slice(&p);
+                ended = flags & END_STREAM != 0;
+            }
+            Received::Frame(PING, flags, 0, p) if flags & ACK == 0 => {
+                raw.send(&frames::frame(PING, ACK, 0, &p));
+            }
+            Received::Frame(SETTINGS, flags, 0, _) if flags & ACK == 0 => {
+                raw.send(&frames::settings_ack());
+            }
+            Received::Frame(..) => {}
+            other => panic!("{other:?} before the stream ended:\n{}", sluice.log_text()),
+        }
+    }
+    assert_eq!(goaway, Some(NO_ERROR), "{}", sluice.log_text());
+    assert!(goaway_first, "GOAWAY came only after the response");
+    assert!(headers);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("backend: a"), "{body}");
+
+    sluice.wait_clean_exit(Duration::from_secs(9));
+    assert!(signalled.elapsed() < Duration::from_secs(5));
 }
 
 #[test]

@@ -23,6 +23,10 @@ use route_compiler::table::RequestView;
 /// 502 for a response).
 pub const DEFAULT_MAX_HEADERS: usize = 100;
 
+/// Longest request target (URI) accepted, in bytes; a longer one is
+/// answered 414 (nginx's default large header buffer is 8 KiB too).
+pub const DEFAULT_MAX_URI: usize = 8 * 1024;
+
 /// Longest chunk-size line (size plus extensions) accepted.
 pub const MAX_CHUNK_LINE: usize = 4096;
 
@@ -61,6 +65,9 @@ pub enum CodecError {
     /// A chunk-size line that is not hex, too long, or overflows.
     #[error("bad chunk size")]
     BadChunk,
+    /// A request target longer than [`DEFAULT_MAX_URI`].
+    #[error("request target too long")]
+    UriTooLong,
 }
 
 // === impl Span ===
@@ -188,8 +195,16 @@ pub fn parse_request(buf: &[u8], head: &mut Head) -> Result<bool, CodecError> {
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf).map_err(map_httparse)? {
         httparse::Status::Complete(len) => len,
+        // A request line that is already longer than any accepted target
+        // is answered 414 without waiting for the rest of the head.
+        httparse::Status::Partial if buf.len() > DEFAULT_MAX_URI + 32 && !buf.contains(&b'\n') => {
+            return Err(CodecError::UriTooLong);
+        }
         httparse::Status::Partial => return Ok(false),
     };
+    if req.path.is_some_and(|p| p.len() > DEFAULT_MAX_URI) {
+        return Err(CodecError::UriTooLong);
+    }
     check_line_ends(&buf[..len])?;
     head.len = len;
     head.method = Span::of(buf, req.method.unwrap_or_default().as_bytes());

@@ -14,20 +14,38 @@
 //!   connections are joined by [`tunnel`] until both sides have closed. The
 //!   backend connection is then closed, never pooled. Any other answer is an
 //!   ordinary response.
+//! * **h2c backends** (`appProtocol: kubernetes.io/h2c`): the request is
+//!   translated ([`proxy_h2`]): its head becomes an HTTP/2 request on the
+//!   worker's multiplexed connection ([`crate::upstream::h2`]), its body is
+//!   streamed into the stream within the backend's flow-control window
+//!   while the response is awaited, and the response body is streamed back
+//!   with the backend's `content-length`, else chunked (close-delimited for
+//!   HTTP/1.0 clients); trailers become chunked trailer fields, or are
+//!   dropped when the body is not chunked. Upgrades are not offered to h2c
+//!   backends (the request is forwarded as a plain request).
 //! * **Failures:** a backend connection that failed, or whose request was
 //!   cut short (the client went away mid-body), is closed, never pooled.
 
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use h2::Reason;
+use route_compiler::route::{Rule, UpstreamProtocol};
+use route_compiler::table::RequestView;
 use tokio_uring::net::TcpStream;
 
-use crate::codec::h1::{self, CHUNKED_END, ChunkedDecoder, Framing, Head, Request};
+use crate::codec::h1::{self, CHUNKED_END, ChunkedDecoder, CodecError, Framing, Head, Request};
 use crate::error::{Error, Kind, Side};
+use crate::filter::Fields;
 use crate::io::{self, Conn};
 use crate::mirror::{self, Tee};
 use crate::phase::{self, Action, ClientFraming, Ctx};
+use crate::proto::bridge::{self, CopyError, FROM_CLIENT, H1Body};
 use crate::runtime::Worker;
+use crate::upstream;
 
 /// Serves one client connection until it closes or must be closed.
 pub async fn serve(worker: Rc<Worker>, stream: TcpStream, client: SocketAddr, port: u16) {
@@ -46,9 +64,10 @@ pub async fn serve_conn(worker: Rc<Worker>, mut conn: Conn, client: SocketAddr, 
 }
 
 /// Reads one request head into `head`: `Ok(false)` on a clean close
-/// between requests.
-async fn read_head(conn: &mut Conn, head: &mut Head) -> Result<bool, Error> {
+/// between requests. `started` is set once a byte of the head is in.
+async fn read_head(conn: &mut Conn, head: &mut Head, started: &mut bool) -> Result<bool, Error> {
     loop {
+        *started |= !conn.pending().is_empty();
         match h1::parse_request(conn.pending(), head) {
             Ok(true) => return Ok(true),
             Ok(false) => {}
@@ -76,7 +95,9 @@ async fn serve_one(
     port: u16,
 ) -> bool {
     let log = worker.config.access_log;
-    let read = tokio::time::timeout(worker.config.header_timeout, read_head(conn, head));
+    let mut started = false;
+    let read = read_head(conn, head, &mut started);
+    let read = tokio::time::timeout(worker.config.header_timeout, read);
     let read = worker.unless_draining(read, Ok(Ok(false))).await; // idle: close on drain
     // Held until the request ends: it finishes on the table it started with.
     let snapshot = worker.snapshot.current();
@@ -84,7 +105,19 @@ async fn serve_one(
     let mut ctx = Ctx::new(client, port);
     match read {
         Ok(Ok(true)) => {}
-        Ok(Ok(false)) | Err(_) => return false,
+        // A head begun but not finished in time (slowloris): 408. The read
+        // still in flight completes when the socket is shut down.
+        Err(_) if started => {
+            let e = Error::new(Kind::DownstreamTimeout);
+            fail_to_proxy(&mut ctx, conn.stream(), e, out, log).await;
+            let _ = conn.stream().shutdown(Shutdown::Both);
+            return false;
+        }
+        Err(_) => {
+            let _ = conn.stream().shutdown(Shutdown::Both);
+            return false;
+        }
+        Ok(Ok(false)) => return false,
         Ok(Err(e)) => {
             fail_to_proxy(&mut ctx, conn.stream(), e, out, log).await;
             return false;
@@ -92,6 +125,7 @@ async fn serve_one(
     }
 
     let mut mirrors = Vec::new();
+    let mut h2_request = None;
     let (framing, action) = {
         let buf = conn.pending();
         let framing = match phase::request_filter(&mut ctx, head, buf, log) {
@@ -106,7 +140,13 @@ async fn serve_one(
         let action = {
             let mut scratch = snapshot.scratch.borrow_mut();
             let mut rng = worker.rng.borrow_mut();
-            let action = phase::route(&mut ctx, table, req, &mut scratch, &mut *rng);
+            let action = phase::route(&mut ctx, table, &req, &mut scratch, &mut *rng);
+            if let Action::Forward { backend, .. } = action
+                && backend.protocol == UpstreamProtocol::H2c
+            {
+                // No upgrade over h2c: forwarded as a plain request.
+                ctx.upgrade = false;
+            }
             if let Action::Forward { rule, .. } = action
                 && !ctx.upgrade
             {
@@ -115,8 +155,18 @@ async fn serve_one(
             action
         };
         out.clear();
-        if let Action::Forward { rule, .. } = action {
+        if let Action::Forward {
+            rule,
+            backend,
+            addr,
+        } = action
+        {
+            // The HTTP/1.1 head: the backend's, or the mirrors' when the
+            // backend speaks h2c.
             phase::upstream_request_filter(&ctx, rule, req, framing, out);
+            if backend.protocol == UpstreamProtocol::H2c {
+                h2_request = Some(h2_request_of(&ctx, rule, req, framing, addr));
+            }
         }
         (framing, action)
     };
@@ -139,9 +189,13 @@ async fn serve_one(
             phase::logging(&ctx, log);
             written && ctx.keep_alive
         }
-        Action::Forward { addr, .. } => {
-            proxy(worker, &mut ctx, conn, framing, addr, &mirrors, out).await
-        }
+        Action::Forward { addr, .. } => match h2_request {
+            Some(request) => {
+                let request = (request, addr);
+                proxy_h2(worker, &mut ctx, conn, framing, request, &mirrors, out).await
+            }
+            None => proxy(worker, &mut ctx, conn, framing, addr, &mirrors, out).await,
+        },
     }
 }
 
@@ -214,19 +268,7 @@ async fn proxy(
                 abort_upstream(worker, upstream);
             }
             let e = result.err().unwrap_or_else(|| Error::new(Kind::UpstreamIo));
-            // Without a request body nothing of the client connection was
-            // touched, so it can stay open after a backend failure.
-            let reusable = framing == Framing::Empty && e.side() == Side::Upstream;
-            if !reusable {
-                fail_to_proxy(ctx, conn.stream(), e, out, log).await;
-                return false;
-            }
-            ctx.error = Some(e.kind());
-            out.clear();
-            phase::respond(ctx, e.status().unwrap_or(502), None, out);
-            let written = conn.write_all(out).await.is_ok();
-            phase::logging(ctx, log);
-            return written && ctx.keep_alive;
+            return error_while_proxy(ctx, conn, framing, e, out, log).await;
         }
     };
 
@@ -284,6 +326,31 @@ async fn proxy(
     ctx.keep_alive
 }
 
+/// `fail_to_connect` / `error_while_proxy`: the exchange failed before a
+/// response head reached the client: answers the error's status. Without
+/// a request body nothing of the client connection was touched, so it can
+/// stay open after a backend failure; else it is closed.
+async fn error_while_proxy(
+    ctx: &mut Ctx<'_>,
+    conn: &mut Conn,
+    framing: Framing,
+    e: Error,
+    out: &mut Vec<u8>,
+    log: bool,
+) -> bool {
+    let reusable = framing == Framing::Empty && e.side() == Side::Upstream;
+    if !reusable {
+        fail_to_proxy(ctx, conn.stream(), e, out, log).await;
+        return false;
+    }
+    ctx.error = Some(e.kind());
+    out.clear();
+    phase::respond(ctx, e.status().unwrap_or(502), None, out);
+    let written = conn.write_all(out).await.is_ok();
+    phase::logging(ctx, log);
+    written && ctx.keep_alive
+}
+
 /// Closes a backend connection whose exchange failed, was cut short (the
 /// client went away mid-body) or timed out: it is never pooled. A read or
 /// write may still be in flight on it (its socket would stay open until
@@ -314,16 +381,7 @@ async fn exchange(
     slot: &mut Option<Conn>,
 ) -> Result<(), Error> {
     loop {
-        let (upstream, reused) = match worker.pool.take(addr) {
-            Some(c) => (c, true),
-            None => {
-                let stream = TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| Error::new_io(Kind::UpstreamConnect, e))?;
-                let _ = stream.set_nodelay(true);
-                (Conn::new(stream, worker.bufs.get()), false)
-            }
-        };
+        let (upstream, reused) = upstream::h1::checkout(worker, addr).await?;
         let upstream = slot.insert(upstream);
         let sent = send_and_receive(upstream, conn, framing, request_head, resp, upgrade, tee);
         match sent.await {
@@ -366,34 +424,171 @@ async fn send_and_receive(
         }
     }
     tee.finish();
-    let retryable = |e: Error| {
-        if framing == Framing::Empty {
-            e.retryable()
-        } else {
-            e
+    upstream::h1::read_head(upstream, resp, upgrade, framing == Framing::Empty).await
+}
+
+// === h2c backends ===
+
+/// `upstream_request_filter` towards an h2c backend: the forwarded fields
+/// (as for an HTTP/1.1 backend, with the client's `Content-Length`) as an
+/// HTTP/2 request head for `addr`.
+fn h2_request_of(
+    ctx: &Ctx<'_>,
+    rule: &Rule,
+    req: Request<'_>,
+    framing: Framing,
+    addr: SocketAddr,
+) -> Result<http::Request<()>, Error> {
+    let mut forwarded = phase::forward_h1_fields(ctx, rule, req);
+    if let Framing::Length(n) = framing {
+        let n = n.to_string().into_bytes();
+        forwarded
+            .fields
+            .push((Cow::Borrowed(b"content-length"), Cow::Owned(n)));
+    }
+    let malformed = || Error::new(Kind::DownstreamMalformedHead(CodecError::BadHostOrTarget));
+    let method = http::Method::from_bytes(req.method()).map_err(|_| malformed())?;
+    let target = forwarded.target(req.target());
+    upstream::h2::request(method, target, forwarded.fields, addr)
+}
+
+/// Forwards a request to an h2c backend and its response back (see the
+/// [module docs](self)); whether the client connection stays open. `out`
+/// holds the HTTP/1.1 head the mirrors get.
+async fn proxy_h2(
+    worker: &Rc<Worker>,
+    ctx: &mut Ctx<'_>,
+    conn: &mut Conn,
+    framing: Framing,
+    (request, addr): (Result<http::Request<()>, Error>, SocketAddr),
+    mirrors: &[SocketAddr],
+    out: &mut Vec<u8>,
+) -> bool {
+    let log = worker.config.access_log;
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => {
+            fail_to_proxy(ctx, conn.stream(), e, out, log).await;
+            return false;
         }
     };
-    loop {
-        match h1::parse_response(upstream.pending(), resp) {
-            Ok(true) if resp.status == 101 && upgrade => return Ok(()),
-            Ok(true) if resp.status == 101 => return Err(Error::new(Kind::UpstreamMalformed)),
-            Ok(true) if resp.status < 200 => upstream.consume(resp.len),
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(_) => return Err(Error::new(Kind::UpstreamMalformed)),
-        }
-        if upstream.is_full() {
-            return Err(Error::new(Kind::UpstreamMalformed));
-        }
-        let nothing_yet = upstream.pending().is_empty();
-        match upstream.fill().await {
-            Ok(0) if nothing_yet => return Err(retryable(Error::new(Kind::UpstreamIo))),
-            Ok(0) => return Err(Error::new(Kind::UpstreamIo)),
-            Ok(_) => {}
-            Err(e) if nothing_yet => return Err(retryable(Error::new_io(Kind::UpstreamIo, e))),
-            Err(e) => return Err(Error::new_io(Kind::UpstreamIo, e)),
+    if ctx.expect_continue && framing != Framing::Empty {
+        let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+        if conn.write_all(&mut cont).await.is_err() {
+            return false;
         }
     }
+    let mut tee = Tee::start_body(worker, mirrors, out, framing, ctx.backend_timeout());
+    let exchange = exchange_h2(conn, framing, request, addr, &mut tee);
+    let result = match ctx.backend_timeout() {
+        Some(limit) => tokio::time::timeout(limit, exchange)
+            .await
+            .unwrap_or_else(|_| Err(Error::new(Kind::UpstreamTimeout))),
+        None => exchange.await,
+    };
+    drop(tee);
+    let (response, body_read) = match result {
+        Ok(r) => r,
+        Err(e) => return error_while_proxy(ctx, conn, framing, e, out, log).await,
+    };
+    // The backend answered before reading the whole body: the rest of it
+    // is still on the client connection.
+    ctx.keep_alive &= body_read;
+
+    let (head, mut recv) = response.into_parts();
+    ctx.grpc_status = bridge::grpc_status(&head.headers);
+    let status = head.status.as_u16();
+    let keep_length = ctx.head_request || status == 304;
+    let length = head
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let rframing = match length {
+        _ if keep_length || status == 204 || recv.is_end_stream() => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Chunked,
+    };
+    let fields: Fields<'_> = head
+        .headers
+        .iter()
+        .filter(|(n, _)| {
+            let n = n.as_str();
+            !h1::HOP_BY_HOP.contains(&n) && (n != "content-length" || keep_length)
+        })
+        .map(|(n, v)| {
+            (
+                Cow::Borrowed(n.as_str().as_bytes()),
+                Cow::Borrowed(v.as_bytes()),
+            )
+        })
+        .collect();
+    out.clear();
+    let client_framing = phase::response_head(ctx, status, fields, rframing, None, out);
+    if conn.write_all(out).await.is_err() {
+        ctx.error = Some(Kind::DownstreamIo);
+        phase::logging(ctx, log);
+        return false;
+    }
+    let to = conn.stream();
+    let copied = match client_framing {
+        ClientFraming::Empty => Ok(None),
+        ClientFraming::Chunked => bridge::copy_to_h1(&mut recv, to, H1Body::Chunked, out).await,
+        ClientFraming::Length | ClientFraming::Raw => {
+            bridge::copy_to_h1(&mut recv, to, H1Body::Raw, out).await
+        }
+    };
+    match copied {
+        Ok(status) => ctx.grpc_status = status.or(ctx.grpc_status),
+        Err(CopyError::Read(e)) => {
+            ctx.error = Some(e.kind());
+            ctx.keep_alive = false;
+        }
+        Err(CopyError::Write) => {
+            ctx.error = Some(Kind::DownstreamIo);
+            ctx.keep_alive = false;
+        }
+    }
+    phase::logging(ctx, log);
+    ctx.keep_alive
+}
+
+/// Opens the stream, streams the request body of `conn` into it (and to
+/// `tee`) while the response head is awaited; the response and whether the
+/// whole request body was read.
+async fn exchange_h2(
+    conn: &mut Conn,
+    framing: Framing,
+    request: http::Request<()>,
+    addr: SocketAddr,
+    tee: &mut Tee,
+) -> Result<(http::Response<h2::RecvStream>, bool), Error> {
+    let end_of_stream = framing == Framing::Empty;
+    let (response, mut send) = upstream::h2::send_request(addr, request, end_of_stream).await?;
+    let upload = async {
+        let copied = match framing {
+            Framing::Length(n) => bridge::copy_length(conn, &mut send, n, FROM_CLIENT, tee).await,
+            Framing::Chunked => bridge::copy_chunked(conn, &mut send, FROM_CLIENT, tee).await,
+            Framing::Empty | Framing::UntilClose => return Ok(true),
+        };
+        match copied {
+            Ok(()) => {
+                tee.finish();
+                let _ = send.send_data(Bytes::new(), true);
+                Ok(true)
+            }
+            Err(CopyError::Read(e)) => {
+                send.send_reset(Reason::CANCEL);
+                Err(e)
+            }
+            // The backend stopped reading: its answer says why.
+            Err(CopyError::Write) => Ok(false),
+        }
+    };
+    let (uploaded, response) = tokio::join!(upload, response);
+    let body_read = uploaded?;
+    let response = response.map_err(|_| Error::new(Kind::UpstreamIo))?;
+    Ok((response, body_read))
 }
 
 // === body copying ===

@@ -2,8 +2,10 @@
 //! server over [`crate::io::compat::Stream`], one task per stream.
 //!
 //! Each stream is routed on its own with the route table (GRPCRoutes for
-//! gRPC requests, HTTPRoutes for the rest), gets the same filters and
-//! weighted backend choice as an HTTP/1.1 request, and is forwarded:
+//! gRPC requests, HTTPRoutes for the rest) by the same phase functions as
+//! an HTTP/1.1 request ([`crate::phase::route`],
+//! [`crate::phase::upstream_fields`], [`crate::phase::apply_response_filters`]),
+//! and is forwarded:
 //!
 //! * to an HTTP/1.1 backend (the default for non-gRPC requests): the
 //!   stream's head becomes an HTTP/1.1 request head, its DATA is written as a
@@ -14,6 +16,14 @@
 //!   `appProtocol: kubernetes.io/h2c`): over the worker's multiplexed
 //!   connection from [`crate::upstream::h2`], both directions at once
 //!   (bidirectional streaming), trailers passed through.
+//!
+//! RequestMirror filters are honoured as for HTTP/1.1 ([`crate::mirror`]):
+//! the mirrors get the HTTP/1.1 form of the forwarded head and a copy of
+//! every DATA frame as it is forwarded (chunked when the client sent no
+//! `content-length`), through a [`Tee`] that never waits.
+//!
+//! On a drain ([`Worker::drained`]) a connection sends GOAWAY and its open
+//! streams finish.
 //!
 //! ```text
 //! accept ─▶ route ─┬─▶ (answer: 404/500/503/3xx, gRPC: trailers-only status) ─────────┐
@@ -57,23 +67,24 @@ use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use h2::server::{self, SendResponse};
 use h2::{Reason, RecvStream, SendStream};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use rand::Rng;
-use route_compiler::route::{Filter, Rule, UpstreamProtocol};
-use route_compiler::table::{Decision, RequestView, Table, is_grpc};
+use route_compiler::route::{Rule, UpstreamProtocol};
+use route_compiler::table::{RequestView, is_grpc};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_uring::net::TcpStream;
 
-use crate::codec::h1::{self, CHUNKED_END, ChunkedDecoder, Framing, Head};
+use crate::codec::h1::{self, CHUNKED_END, Framing, Head};
 use crate::codec::h2::FrameCheck;
 use crate::error::{Error, Kind};
-use crate::filter::{self, Fields};
+use crate::filter::Fields;
 use crate::io::{self, Conn, compat};
-use crate::phase::{self, Ctx};
+use crate::mirror::{self, Tee};
+use crate::phase::{self, Action, Ctx, Protocol};
+use crate::proto::bridge::{self, CopyError, FROM_BACKEND, PumpError};
 use crate::runtime::Worker;
 use crate::upstream;
 
@@ -116,9 +127,6 @@ pub const DEFAULT_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
 /// connection, before the connection gets GOAWAY(ENHANCE_YOUR_CALM): each
 /// such stream may already have cost a backend request (rapid reset).
 pub const DEFAULT_MAX_CLIENT_RESETS_PER_SECOND: u32 = 200;
-
-/// Largest DATA payload read from an HTTP/1.1 backend per send.
-const BODY_CHUNK: usize = 16 * 1024;
 
 // === connection ===
 
@@ -224,7 +232,10 @@ async fn goaway_on_violation(socket: &TcpStream, verdict: &Cell<Verdict>) {
 }
 
 /// Accepts streams until the connection ends (`true`: it is over) or is
-/// being shut down by the proxy (`false`: drive it to its close).
+/// being shut down by the proxy for being idle (`false`: drive it to its
+/// close). When the worker drains, the connection is shut down gracefully
+/// (GOAWAY, RFC 9113 §6.8) and streams are still accepted and served until
+/// the client has seen the final GOAWAY and every open stream has ended.
 async fn drive(
     conn: &mut server::Connection<Guarded, Bytes>,
     state: &Rc<ConnState>,
@@ -233,8 +244,27 @@ async fn drive(
     port: u16,
     idle: Duration,
 ) -> bool {
+    let mut draining = false;
     loop {
-        let next = match tokio::time::timeout(idle, conn.accept()).await {
+        let accept = tokio::time::timeout(idle, conn.accept());
+        let next = if draining {
+            accept.await
+        } else {
+            match worker
+                .unless_draining(async { Some(accept.await) }, None)
+                .await
+            {
+                Some(next) => next,
+                None => {
+                    // GOAWAY; streams already open run to their end, and
+                    // accept() ends once they have.
+                    conn.graceful_shutdown();
+                    draining = true;
+                    continue;
+                }
+            }
+        };
+        let next = match next {
             Ok(next) => next,
             Err(_) if conn.has_streams() => continue,
             Err(_) => {
@@ -392,79 +422,6 @@ fn target_of(parts: &Parts) -> &[u8] {
         .map_or(&b"/"[..], |pq| pq.as_str().as_bytes())
 }
 
-/// What routing decided for a stream.
-#[derive(Debug)]
-enum Plan<'t> {
-    /// The proxy answers by itself.
-    Respond {
-        status: u16,
-        location: Option<Vec<u8>>,
-    },
-    /// Forward under `rule` to `addr`, speaking h2c when `h2`.
-    Forward {
-        rule: &'t Rule,
-        addr: SocketAddr,
-        h2: bool,
-    },
-}
-
-/// `route` for a stream: as [`phase::route`], plus the chosen backend's
-/// protocol (gRPC always goes over h2c).
-fn route<'t>(
-    ctx: &mut Ctx<'t>,
-    table: &'t Table,
-    view: &View<'_>,
-    grpc: bool,
-    scratch: &mut route_compiler::automaton::Scratch,
-    rng: &mut impl Rng,
-) -> Plan<'t> {
-    let respond = |status| Plan::Respond {
-        status,
-        location: None,
-    };
-    let matched = match table.lookup(ctx.port, view, scratch) {
-        Decision::Matched(m) => m,
-        Decision::NoListener | Decision::NoRoute { .. } => return respond(404),
-    };
-    ctx.matched = Some(matched);
-    let rule = matched.rule;
-    if let Some(redirect) = rule.redirect() {
-        return Plan::Respond {
-            status: redirect.status_code,
-            location: Some(filter::redirect_location(
-                redirect,
-                view.host(),
-                ctx.port,
-                view.target(),
-            )),
-        };
-    }
-    if let Some(status) = rule.fixed_status() {
-        return respond(status);
-    }
-    // As upstream::select, keeping the backend for its protocol.
-    if rule.total_weight == 0 {
-        return respond(503);
-    }
-    let Some(backend) = rule.pick(rng.random_range(0..rule.total_weight)) else {
-        return respond(503);
-    };
-    if !backend.is_resolved() {
-        return respond(500);
-    }
-    let addr = match backend.endpoints.len() {
-        0 => return respond(503),
-        1 => backend.endpoints[0],
-        n => backend.endpoints[rng.random_range(0..n)],
-    };
-    ctx.upstream = Some(addr);
-    Plan::Forward {
-        rule,
-        addr,
-        h2: grpc || backend.protocol == UpstreamProtocol::H2c,
-    }
-}
-
 // === one stream ===
 
 /// How a forwarded stream ended badly.
@@ -478,6 +435,10 @@ enum Failure {
     ClientReset,
 }
 
+/// The phases of one stream: `route` ([`phase::route`]), mirrors chosen
+/// ([`mirror::select`]), `upstream_request_filter` ([`forwarded_fields`]),
+/// the exchange with an HTTP/1.1 ([`forward_h1`]) or h2c ([`forward_h2`])
+/// backend with the body teed to the mirrors, `logging`.
 async fn serve_stream(
     worker: Rc<Worker>,
     conn: Rc<ConnState>,
@@ -491,6 +452,7 @@ async fn serve_stream(
     let snapshot = worker.snapshot.current();
     let table = &snapshot.table;
     let mut ctx = Ctx::new(client, port);
+    ctx.protocol = Protocol::Http2;
     let (parts, body) = request.into_parts();
     let view = View { parts: &parts };
     let grpc = is_grpc(&view);
@@ -512,37 +474,58 @@ async fn serve_stream(
         return;
     }
 
-    let plan = {
+    let mut mirrors = Vec::new();
+    let action = {
         let mut scratch = snapshot.scratch.borrow_mut();
         let mut rng = worker.rng.borrow_mut();
-        route(&mut ctx, table, &view, grpc, &mut scratch, &mut *rng)
+        let action = phase::route(&mut ctx, table, &view, &mut scratch, &mut *rng);
+        if let Action::Forward { rule, .. } = action {
+            mirror::select(rule, &mut *rng, &mut mirrors);
+        }
+        action
     };
-    let (rule, addr, h2) = match plan {
-        Plan::Respond { status, location } => {
+    let (rule, backend, addr) = match action {
+        Action::Respond { status, location } => {
             answer(&mut ctx, &mut respond, grpc, status, location.as_deref());
             phase::logging(&ctx, log);
             return;
         }
-        Plan::Forward { rule, addr, h2 } => (rule, addr, h2),
+        Action::Forward {
+            rule,
+            backend,
+            addr,
+        } => (rule, backend, addr),
     };
+    // gRPC always goes over h2c.
+    let h2 = grpc || backend.protocol == UpstreamProtocol::H2c;
+    let framing = request_framing(&parts, &body);
+    // The HTTP/1.1 head: what an HTTP/1.1 backend and the mirrors get.
+    let mut h1_head = Vec::new();
+    if !h2 || !mirrors.is_empty() {
+        let forwarded = forwarded_fields(&ctx, rule, &parts, false);
+        phase::write_request_head(&mut h1_head, view.method(), target, &forwarded, framing);
+    }
+    let mut tee = Tee::start_body(&worker, &mirrors, &h1_head, framing, ctx.backend_timeout());
 
     let deadline = deadline(&ctx, &parts.headers, grpc);
     let mut sent: Option<SendStream<Bytes>> = None;
     let result = {
         let exchange = async {
             if h2 {
-                forward_h2(&mut ctx, rule, addr, &parts, body, &mut respond, &mut sent).await
+                let stream = Stream {
+                    respond: &mut respond,
+                    sent: &mut sent,
+                    tee: &mut tee,
+                };
+                forward_h2(&mut ctx, rule, addr, &parts, body, stream).await
             } else {
+                let stream = Stream {
+                    respond: &mut respond,
+                    sent: &mut sent,
+                    tee: &mut tee,
+                };
                 forward_h1(
-                    &worker,
-                    &mut ctx,
-                    rule,
-                    addr,
-                    &parts,
-                    body,
-                    &mut respond,
-                    &mut sent,
-                    deadline,
+                    &worker, &mut ctx, addr, h1_head, framing, body, stream, deadline,
                 )
                 .await
             }
@@ -554,6 +537,7 @@ async fn serve_stream(
             _ => Some(exchange.await),
         }
     };
+    drop(tee);
     let result = result.unwrap_or_else(|| {
         let e = Error::new(Kind::UpstreamTimeout);
         Err(if sent.is_none() {
@@ -578,6 +562,7 @@ async fn serve_stream(
             if let Some(send) = sent.as_mut() {
                 if grpc {
                     let (code, message) = grpc_status(e.status().unwrap_or(502));
+                    ctx.grpc_status = Some(code);
                     let _ = send.send_trailers(grpc_trailers(code, message));
                 } else {
                     send.send_reset(Reason::INTERNAL_ERROR);
@@ -586,6 +571,34 @@ async fn serve_stream(
         }
     }
     phase::logging(&ctx, log);
+}
+
+/// The client's side of a stream being forwarded: where the response goes
+/// and where the request body is teed.
+struct Stream<'s> {
+    respond: &'s mut SendResponse<Bytes>,
+    /// The response body stream, once the response head was sent.
+    sent: &'s mut Option<SendStream<Bytes>>,
+    tee: &'s mut Tee,
+}
+
+/// How the request body is framed towards an HTTP/1.1 backend (and the
+/// mirrors): none when the HEADERS frame ended the stream, the client's
+/// `content-length` when it sent one, else chunked.
+fn request_framing(parts: &Parts, body: &RecvStream) -> Framing {
+    if body.is_end_stream() {
+        return Framing::Empty;
+    }
+    match parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Chunked,
+    }
 }
 
 /// The time the exchange may take: the rule's timeouts and, for gRPC, the
@@ -663,6 +676,7 @@ fn answer(
     if grpc {
         ctx.status = 200;
         let (code, message) = grpc_status(status);
+        ctx.grpc_status = Some(code);
         let mut response = http::Response::new(());
         let headers = response.headers_mut();
         headers.insert("content-type", HeaderValue::from_static("application/grpc"));
@@ -671,7 +685,7 @@ fn answer(
         return;
     }
     ctx.status = status;
-    let body = format!("{status} {}\n", phase::reason(status));
+    let body = phase::answer_body(status);
     let mut response = http::Response::new(());
     *response.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
@@ -691,9 +705,11 @@ fn answer(
 
 // === request and response heads ===
 
-/// Header fields of a client's request that are never forwarded: HTTP/2
-/// has rejected connection-specific ones already; framing is the proxy's.
-fn is_dropped_request_field(name: &str, keep_te: bool) -> bool {
+/// Header fields of a client's request that are never forwarded as they
+/// are: HTTP/2 has rejected connection-specific ones already; `host` is
+/// the authority; split `cookie` fields are joined; framing is the proxy's
+/// (an h2c backend gets `content-length` and `te: trailers`).
+fn is_dropped_request_field(name: &str, to_h2: bool) -> bool {
     matches!(
         name,
         "host"
@@ -702,81 +718,47 @@ fn is_dropped_request_field(name: &str, keep_te: bool) -> bool {
             | "proxy-connection"
             | "transfer-encoding"
             | "upgrade"
-            | "expect"
-            | "x-forwarded-proto"
-            | "x-forwarded-for"
             | "cookie"
-    ) || (name == "te" && !keep_te)
+    ) || (matches!(name, "te" | "content-length") && !to_h2)
 }
 
-/// `upstream_request_filter` for a stream: the fields forwarded (host
-/// first), and the rewritten path if any. As for HTTP/1.1:
-/// `X-Forwarded-For` appended, `X-Forwarded-Proto` set, the rule's request
-/// filters applied in listed order. Split `cookie` fields are joined.
+/// `upstream_request_filter` for a stream: `host` (the authority) first,
+/// the fields, split `cookie` fields joined, then
+/// [`phase::upstream_fields`] as for HTTP/1.1.
 fn forwarded_fields<'a>(
     ctx: &Ctx<'_>,
     rule: &Rule,
     parts: &'a Parts,
-    keep_te: bool,
-) -> (Fields<'a>, Option<Vec<u8>>) {
+    to_h2: bool,
+) -> phase::Forwarded<'a> {
     let headers = &parts.headers;
-    let mut fields: Fields<'a> = Vec::with_capacity(headers.len() + 4);
-    fields.push((Cow::Borrowed(b"host"), Cow::Borrowed(host_of(parts))));
-    let mut forwarded_for: Vec<u8> = Vec::new();
     let mut cookie: Vec<u8> = Vec::new();
-    for (name, value) in headers {
-        let n = name.as_str();
-        if n == "x-forwarded-for" {
-            forwarded_for.extend_from_slice(value.as_bytes());
-            forwarded_for.extend_from_slice(b", ");
-        } else if n == "cookie" {
-            if !cookie.is_empty() {
-                cookie.extend_from_slice(b"; ");
-            }
-            cookie.extend_from_slice(value.as_bytes());
+    for value in headers.get_all("cookie") {
+        if !cookie.is_empty() {
+            cookie.extend_from_slice(b"; ");
         }
-        if is_dropped_request_field(n, keep_te) || (n == "content-length" && !keep_te) {
-            continue;
-        }
-        fields.push((Cow::Borrowed(n.as_bytes()), Cow::Borrowed(value.as_bytes())));
+        cookie.extend_from_slice(value.as_bytes());
     }
-    if !cookie.is_empty() {
-        fields.push((Cow::Borrowed(b"cookie"), Cow::Owned(cookie)));
-    }
-    forwarded_for.extend_from_slice(ctx.client.ip().to_string().as_bytes());
-    fields.push((Cow::Borrowed(b"x-forwarded-for"), Cow::Owned(forwarded_for)));
-    fields.push((Cow::Borrowed(b"x-forwarded-proto"), Cow::Borrowed(b"http")));
-
-    let (path, _) = filter::split_target(target_of(parts));
-    let mut new_path: Option<Vec<u8>> = None;
-    for f in &rule.filters {
-        match f {
-            Filter::RequestHeaderModifier(m) => filter::modify_headers(&mut fields, m),
-            Filter::UrlRewrite(rewrite) => {
-                if let Some(host) = &rewrite.hostname {
-                    filter::set_header(&mut fields, "host", Cow::Owned(host.as_bytes().to_vec()));
-                }
-                if let Some(m) = &rewrite.path {
-                    new_path = Some(filter::modify_path(new_path.as_deref().unwrap_or(path), m));
-                }
-            }
-            _ => {}
-        }
-    }
-    (fields, new_path)
+    let host = (Cow::Borrowed(&b"host"[..]), Cow::Borrowed(host_of(parts)));
+    let fields = headers
+        .iter()
+        .filter(|(n, _)| !is_dropped_request_field(n.as_str(), to_h2))
+        .map(|(n, v)| {
+            (
+                Cow::Borrowed(n.as_str().as_bytes()),
+                Cow::Borrowed(v.as_bytes()),
+            )
+        });
+    let cookie = (!cookie.is_empty()).then(|| (Cow::Borrowed(&b"cookie"[..]), Cow::Owned(cookie)));
+    let fields = std::iter::once(host).chain(fields).chain(cookie);
+    phase::upstream_fields(ctx, rule, target_of(parts), fields, None)
 }
 
 /// `response_filter` for a stream: the rule's ResponseHeaderModifiers
 /// applied to `fields`, the result as an HTTP/2 response head (fields that
 /// HTTP/2 forbids, or that are not valid, are dropped).
 fn client_response(ctx: &mut Ctx<'_>, status: u16, mut fields: Fields<'_>) -> http::Response<()> {
-    if let Some(m) = ctx.matched {
-        for f in &m.rule.filters {
-            if let Filter::ResponseHeaderModifier(m) = f {
-                filter::modify_headers(&mut fields, m);
-            }
-        }
-    }
+    phase::apply_response_filters(ctx, &mut fields);
     ctx.status = status;
     let mut response = http::Response::new(());
     *response.status_mut() =
@@ -796,56 +778,6 @@ fn client_response(ctx: &mut Ctx<'_>, status: u16, mut fields: Fields<'_>) -> ht
     response
 }
 
-// === sending with flow control ===
-
-/// Sends `data` on `to` as its capacity allows: never more than the peer's
-/// window and the send buffer bound are queued.
-async fn send_all(to: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), h2::Error> {
-    while !data.is_empty() {
-        to.reserve_capacity(data.len());
-        match poll_fn(|cx| to.poll_capacity(cx)).await {
-            Some(Ok(0)) => {}
-            Some(Ok(n)) => {
-                let part = data.split_to(n.min(data.len()));
-                to.send_data(part, false)?;
-            }
-            Some(Err(e)) => return Err(e),
-            None => return Err(h2::Error::from(Reason::CANCEL)),
-        }
-    }
-    Ok(())
-}
-
-/// Which side a copy between two streams failed on.
-#[derive(Debug)]
-enum PumpError {
-    Read(h2::Error),
-    Write,
-}
-
-/// Copies DATA and trailers from `from` to `to`, releasing `from`'s window
-/// only as the data is handed on.
-async fn pump(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> Result<(), PumpError> {
-    while let Some(data) = from.data().await {
-        let data = data.map_err(PumpError::Read)?;
-        let n = data.len();
-        send_all(to, data).await.map_err(|_| PumpError::Write)?;
-        let _ = from.flow_control().release_capacity(n);
-    }
-    match from.trailers().await.map_err(PumpError::Read)? {
-        Some(trailers) => to.send_trailers(trailers).map_err(|_| PumpError::Write),
-        None => to
-            .send_data(Bytes::new(), true)
-            .map_err(|_| PumpError::Write),
-    }
-}
-
-/// Whether an error from the client's side means the client reset or
-/// went away.
-fn is_client_gone(e: &h2::Error) -> bool {
-    e.is_io() || e.is_go_away() || (e.is_reset() && e.is_remote())
-}
-
 // === forwarding over h2c ===
 
 async fn forward_h2(
@@ -854,40 +786,13 @@ async fn forward_h2(
     addr: SocketAddr,
     parts: &Parts,
     mut body: RecvStream,
-    respond: &mut SendResponse<Bytes>,
-    sent: &mut Option<SendStream<Bytes>>,
+    stream: Stream<'_>,
 ) -> Result<(), Failure> {
-    let view = View { parts };
-    let (mut fields, new_path) = forwarded_fields(ctx, rule, parts, true);
-    let authority = fields
-        .iter()
-        .position(|(n, _)| n.eq_ignore_ascii_case(b"host"))
-        .map(|i| fields.remove(i).1.into_owned())
-        .unwrap_or_default();
-    let (path, query) = filter::split_target(view.target());
-    let mut path_and_query = new_path.unwrap_or_else(|| path.to_vec());
-    path_and_query.extend_from_slice(query);
-    let mut uri = http::Uri::builder()
-        .scheme("http")
-        .path_and_query(path_and_query);
-    uri = match http::uri::Authority::try_from(authority.as_slice()) {
-        Ok(a) => uri.authority(a),
-        Err(_) => uri.authority(addr.to_string()),
-    };
-    let mut request = http::Request::new(());
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = uri.build().map_err(|_| {
-        Failure::BeforeResponse(Error::new(Kind::DownstreamMalformedHead(
-            h1::CodecError::BadHostOrTarget,
-        )))
-    })?;
-    let headers = request.headers_mut();
-    for (name, value) in &fields {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
-            headers.append(n, v);
-        }
-    }
-
+    let Stream { respond, sent, tee } = stream;
+    let forwarded = forwarded_fields(ctx, rule, parts, true);
+    let target = forwarded.target(target_of(parts));
+    let request = upstream::h2::request(parts.method.clone(), target, forwarded.fields, addr)
+        .map_err(Failure::BeforeResponse)?;
     let end_of_stream = body.is_end_stream();
     let (response, mut upstream_send) = upstream::h2::send_request(addr, request, end_of_stream)
         .await
@@ -897,9 +802,9 @@ async fn forward_h2(
         if end_of_stream {
             return Ok(());
         }
-        match pump(&mut body, &mut upstream_send).await {
-            Ok(()) => Ok(()),
-            Err(PumpError::Read(e)) if is_client_gone(&e) => {
+        match bridge::pump(&mut body, &mut upstream_send, tee).await {
+            Ok(_) => Ok(()),
+            Err(PumpError::Read(e)) if bridge::is_client_gone(&e) => {
                 upstream_send.send_reset(Reason::CANCEL);
                 Err(Failure::ClientReset)
             }
@@ -919,6 +824,8 @@ async fn forward_h2(
             _ = poll_fn(|cx| respond.poll_reset(cx)) => return Err(Failure::ClientReset),
         };
         let (head, mut recv) = response.into_parts();
+        // A trailers-only answer has its grpc-status here.
+        ctx.grpc_status = bridge::grpc_status(&head.headers);
         let fields: Fields<'_> = head
             .headers
             .iter()
@@ -938,8 +845,11 @@ async fn forward_h2(
             return Ok(());
         }
         let send = sent.insert(send);
-        match pump(&mut recv, send).await {
-            Ok(()) => Ok(()),
+        match bridge::pump(&mut recv, send, &mut Tee::none()).await {
+            Ok(status) => {
+                ctx.grpc_status = status.or(ctx.grpc_status);
+                Ok(())
+            }
             Err(PumpError::Write) => Err(Failure::ClientReset),
             Err(PumpError::Read(_)) => Err(Failure::AfterResponse(Error::new(Kind::UpstreamIo))),
         }
@@ -959,6 +869,8 @@ async fn forward_h2(
 
 // === forwarding to HTTP/1.1 ===
 
+/// Sends `head` (built by [`phase::write_request_head`]) and the body to
+/// an HTTP/1.1 backend, then its response back as HEADERS + DATA.
 #[expect(
     clippy::too_many_arguments,
     reason = "one call site; the pieces of one stream"
@@ -966,56 +878,16 @@ async fn forward_h2(
 async fn forward_h1(
     worker: &Worker,
     ctx: &mut Ctx<'_>,
-    rule: &Rule,
     addr: SocketAddr,
-    parts: &Parts,
+    mut head: Vec<u8>,
+    framing: Framing,
     mut body: RecvStream,
-    respond: &mut SendResponse<Bytes>,
-    sent: &mut Option<SendStream<Bytes>>,
+    stream: Stream<'_>,
     deadline: Option<Duration>,
 ) -> Result<(), Failure> {
-    let view = View { parts };
-    let framing = if body.is_end_stream() {
-        Framing::Empty
-    } else {
-        match parts
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            Some(0) => Framing::Empty,
-            Some(n) => Framing::Length(n),
-            None => Framing::Chunked,
-        }
-    };
-    let mut out = Vec::with_capacity(1024);
-    {
-        let (fields, new_path) = forwarded_fields(ctx, rule, parts, false);
-        let (path, query) = filter::split_target(view.target());
-        out.extend_from_slice(view.method());
-        out.push(b' ');
-        out.extend_from_slice(new_path.as_deref().unwrap_or(path));
-        out.extend_from_slice(query);
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        for (name, value) in &fields {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-        match framing {
-            Framing::Length(n) => {
-                out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes())
-            }
-            Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-            Framing::Empty | Framing::UntilClose => {}
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-
+    let Stream { respond, sent, tee } = stream;
     let mut resp = Head::default();
-    let exchange = exchange_h1(worker, addr, &mut out, framing, &mut body, &mut resp);
+    let exchange = exchange_h1(worker, addr, &mut head, framing, &mut body, &mut resp, tee);
     let exchange = async {
         match deadline {
             Some(limit) => match tokio::time::timeout(limit, exchange).await {
@@ -1055,15 +927,18 @@ async fn forward_h1(
         .map_err(|_| Failure::ClientReset)?;
     if !end {
         let send = sent.insert(send);
+        let none = &mut Tee::none();
         let copied = match rframing {
-            Framing::Length(n) => copy_length(&mut upstream, send, n).await,
-            Framing::Chunked => copy_chunked(&mut upstream, send).await,
-            _ => copy_until_close(&mut upstream, send).await,
+            Framing::Length(n) => {
+                bridge::copy_length(&mut upstream, send, n, FROM_BACKEND, none).await
+            }
+            Framing::Chunked => bridge::copy_chunked(&mut upstream, send, FROM_BACKEND, none).await,
+            _ => bridge::copy_until_close(&mut upstream, send, FROM_BACKEND).await,
         };
         match copied {
             Ok(()) => {}
-            Err(Side::Client) => return Err(Failure::ClientReset),
-            Err(Side::Backend(e)) => return Err(Failure::AfterResponse(e)),
+            Err(CopyError::Write) => return Err(Failure::ClientReset),
+            Err(CopyError::Read(e)) => return Err(Failure::AfterResponse(e)),
         }
         if send.send_data(Bytes::new(), true).is_err() {
             return Err(Failure::ClientReset);
@@ -1087,19 +962,13 @@ async fn exchange_h1(
     framing: Framing,
     body: &mut RecvStream,
     resp: &mut Head,
+    tee: &mut Tee,
 ) -> Result<Conn, Failure> {
     loop {
-        let (mut upstream, reused) = match worker.pool.take(addr) {
-            Some(c) => (c, true),
-            None => {
-                let stream = TcpStream::connect(addr).await.map_err(|e| {
-                    Failure::BeforeResponse(Error::new_io(Kind::UpstreamConnect, e))
-                })?;
-                let _ = stream.set_nodelay(true);
-                (Conn::new(stream, worker.bufs.get()), false)
-            }
-        };
-        match send_and_receive(&mut upstream, head, framing, body, resp).await {
+        let (mut upstream, reused) = upstream::h1::checkout(worker, addr)
+            .await
+            .map_err(Failure::BeforeResponse)?;
+        match send_and_receive(&mut upstream, head, framing, body, resp, tee).await {
             Ok(()) => return Ok(upstream),
             Err(Failure::BeforeResponse(e)) if reused && e.is_retryable() => continue,
             Err(e) => return Err(e),
@@ -1107,14 +976,17 @@ async fn exchange_h1(
     }
 }
 
+/// Sends the head and the stream's DATA (teed to the mirrors) as the
+/// HTTP/1.1 body, then reads the response head.
 async fn send_and_receive(
     upstream: &mut Conn,
     head: &mut Vec<u8>,
     framing: Framing,
     body: &mut RecvStream,
     resp: &mut Head,
+    tee: &mut Tee,
 ) -> Result<(), Failure> {
-    let upstream_err = |kind| Failure::BeforeResponse(Error::new(kind));
+    let upstream_io = |e| Failure::BeforeResponse(Error::new_io(Kind::UpstreamIo, e));
     upstream
         .write_all(head)
         .await
@@ -1125,10 +997,15 @@ async fn send_and_receive(
         while let Some(data) = body.data().await {
             let data = match data {
                 Ok(d) => d,
-                Err(e) if is_client_gone(&e) => return Err(Failure::ClientReset),
-                Err(_) => return Err(upstream_err(Kind::DownstreamMalformedBody)),
+                Err(e) if bridge::is_client_gone(&e) => return Err(Failure::ClientReset),
+                Err(_) => {
+                    return Err(Failure::BeforeResponse(Error::new(
+                        Kind::DownstreamMalformedBody,
+                    )));
+                }
             };
             let n = data.len();
+            tee.push(&data);
             let written = if chunked {
                 scratch.clear();
                 h1::encode_chunk(&mut scratch, &data);
@@ -1136,7 +1013,7 @@ async fn send_and_receive(
             } else {
                 upstream.stream().write_all(data).await.0
             };
-            written.map_err(|e| Failure::BeforeResponse(Error::new_io(Kind::UpstreamIo, e)))?;
+            written.map_err(upstream_io)?;
             let _ = body.flow_control().release_capacity(n);
         }
         if chunked {
@@ -1144,118 +1021,13 @@ async fn send_and_receive(
             scratch.extend_from_slice(CHUNKED_END);
             io::write_all(upstream.stream(), &mut scratch)
                 .await
-                .map_err(|e| Failure::BeforeResponse(Error::new_io(Kind::UpstreamIo, e)))?;
+                .map_err(upstream_io)?;
         }
     }
-    let retryable = |e: Error| {
-        Failure::BeforeResponse(if framing == Framing::Empty {
-            e.retryable()
-        } else {
-            e
-        })
-    };
-    loop {
-        match h1::parse_response(upstream.pending(), resp) {
-            Ok(true) if resp.status == 101 => return Err(upstream_err(Kind::UpstreamMalformed)),
-            Ok(true) if resp.status < 200 => upstream.consume(resp.len),
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(_) => return Err(upstream_err(Kind::UpstreamMalformed)),
-        }
-        if upstream.is_full() {
-            return Err(upstream_err(Kind::UpstreamMalformed));
-        }
-        let nothing_yet = upstream.pending().is_empty();
-        match upstream.fill().await {
-            Ok(0) if nothing_yet => return Err(retryable(Error::new(Kind::UpstreamIo))),
-            Ok(0) => return Err(upstream_err(Kind::UpstreamIo)),
-            Ok(_) => {}
-            Err(e) if nothing_yet => return Err(retryable(Error::new_io(Kind::UpstreamIo, e))),
-            Err(e) => return Err(Failure::BeforeResponse(Error::new_io(Kind::UpstreamIo, e))),
-        }
-    }
-}
-
-/// Which side failed while copying a response body.
-#[derive(Debug)]
-enum Side {
-    Client,
-    Backend(Error),
-}
-
-async fn fill(from: &mut Conn) -> Result<(), Side> {
-    match from.fill().await {
-        Ok(0) => Err(Side::Backend(Error::new(Kind::UpstreamIo))),
-        Ok(_) => Ok(()),
-        Err(e) => Err(Side::Backend(Error::new_io(Kind::UpstreamIo, e))),
-    }
-}
-
-/// Copies the first `n` pending bytes of `from` (at most [`BODY_CHUNK`])
-/// to `to` and consumes them.
-async fn send_pending(from: &mut Conn, to: &mut SendStream<Bytes>, n: usize) -> Result<(), Side> {
-    let n = n.min(BODY_CHUNK).min(from.pending().len());
-    let data = Bytes::copy_from_slice(&from.pending()[..n]);
-    from.consume(n);
-    send_all(to, data).await.map_err(|_| Side::Client)
-}
-
-async fn copy_length(from: &mut Conn, to: &mut SendStream<Bytes>, mut n: u64) -> Result<(), Side> {
-    while n > 0 {
-        if from.pending().is_empty() {
-            fill(from).await?;
-        }
-        let take = from
-            .pending()
-            .len()
-            .min(usize::try_from(n).unwrap_or(usize::MAX))
-            .min(BODY_CHUNK);
-        send_pending(from, to, take).await?;
-        n -= take as u64;
-    }
-    Ok(())
-}
-
-async fn copy_chunked(from: &mut Conn, to: &mut SendStream<Bytes>) -> Result<(), Side> {
-    let mut decoder = ChunkedDecoder::default();
-    let mut data = BytesMut::new();
-    loop {
-        if from.pending().is_empty() {
-            fill(from).await?;
-        }
-        let input = from.pending();
-        let mut consumed = 0;
-        while consumed < input.len() && !decoder.is_done() {
-            let step = decoder
-                .decode(&input[consumed..])
-                .map_err(|_| Side::Backend(Error::new(Kind::UpstreamMalformed)))?;
-            data.extend_from_slice(&input[consumed..][step.data]);
-            consumed += step.consumed;
-        }
-        from.consume(consumed);
-        if !data.is_empty() {
-            send_all(to, data.split().freeze())
-                .await
-                .map_err(|_| Side::Client)?;
-        }
-        if decoder.is_done() {
-            return Ok(());
-        }
-    }
-}
-
-async fn copy_until_close(from: &mut Conn, to: &mut SendStream<Bytes>) -> Result<(), Side> {
-    loop {
-        if from.pending().is_empty() {
-            match from.fill().await {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(Side::Backend(Error::new_io(Kind::UpstreamIo, e))),
-            }
-        }
-        let n = from.pending().len();
-        send_pending(from, to, n).await?;
-    }
+    tee.finish();
+    upstream::h1::read_head(upstream, resp, false, framing == Framing::Empty)
+        .await
+        .map_err(Failure::BeforeResponse)
 }
 
 #[cfg(test)]

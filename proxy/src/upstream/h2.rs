@@ -28,7 +28,9 @@ use h2::SendStream;
 use h2::client::{self, ResponseFuture, SendRequest};
 use tokio_uring::net::TcpStream;
 
+use crate::codec::h1::CodecError;
 use crate::error::{Error, Kind};
+use crate::filter::Fields;
 use crate::io::compat;
 
 /// Initial stream window advertised to backends (RFC 9113 §6.9.2); bounds
@@ -125,6 +127,48 @@ pub async fn send_request(
         }
         Err(_) => Err(Error::new(Kind::UpstreamIo)),
     }
+}
+
+/// The HTTP/2 request head for `addr` from a forwarded request (see
+/// [`crate::phase::upstream_fields`]): `host` becomes `:authority` (the
+/// backend's address when there is none or it is not valid), the scheme is
+/// `http`, and the other fields follow (names lower-cased; fields that are
+/// not valid HTTP are dropped).
+///
+/// # Errors
+///
+/// [`Kind::DownstreamMalformedHead`] when `target` is not a valid path.
+pub fn request(
+    method: http::Method,
+    target: Vec<u8>,
+    mut fields: Fields<'_>,
+    addr: SocketAddr,
+) -> Result<http::Request<()>, Error> {
+    let authority = fields
+        .iter()
+        .position(|(n, _)| n.eq_ignore_ascii_case(b"host"))
+        .map(|i| fields.remove(i).1.into_owned())
+        .unwrap_or_default();
+    let uri = http::Uri::builder().scheme("http").path_and_query(target);
+    let uri = match http::uri::Authority::try_from(authority.as_slice()) {
+        Ok(a) if !authority.is_empty() => uri.authority(a),
+        _ => uri.authority(addr.to_string()),
+    };
+    let mut request = http::Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri
+        .build()
+        .map_err(|_| Error::new(Kind::DownstreamMalformedHead(CodecError::BadHostOrTarget)))?;
+    let headers = request.headers_mut();
+    for (name, value) in &fields {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    Ok(request)
 }
 
 /// Open connections in this worker's pool (for tests and metrics).

@@ -11,6 +11,7 @@
 
 pub mod frames;
 pub mod grpc;
+pub mod h2c;
 
 #[allow(
     clippy::all,
@@ -41,7 +42,7 @@ pub fn endpoint_slice_h2c(ns: &str, name: &str, port: u16) -> String {
     )
 }
 
-/// Every `backendRefs[].name` in `yaml`.
+/// Every `backendRefs[].name` and `backendRef.name` (mirrors) in `yaml`.
 pub fn backend_names(routes: &str) -> Vec<String> {
     fn walk(value: &Value, names: &mut Vec<String>) {
         match value {
@@ -53,6 +54,11 @@ pub fn backend_names(routes: &str) -> Vec<String> {
                                 if let Some(name) = r.get("name").and_then(Value::as_str) {
                                     names.push(name.to_string());
                                 }
+                            }
+                        }
+                        (Some("backendRef"), r) => {
+                            if let Some(name) = r.get("name").and_then(Value::as_str) {
+                                names.push(name.to_string());
                             }
                         }
                         _ => walk(v, names),
@@ -79,6 +85,9 @@ pub enum Kind {
     Http1,
     /// A tonic server ([`grpc::Server`]), slice with `appProtocol: kubernetes.io/h2c`.
     Grpc,
+    /// A plain h2c-only echo server ([`h2c::Echo`]), slice with
+    /// `appProtocol: kubernetes.io/h2c`.
+    H2c,
     /// A slice pointing at a port nobody listens on (h2c).
     DeadGrpc,
     /// A slice pointing at a port nobody listens on.
@@ -97,12 +106,24 @@ pub struct Setup {
     pub grpc_port: u16,
     pub http: BTreeMap<String, Backend>,
     pub grpc: BTreeMap<String, grpc::Server>,
+    pub h2c: BTreeMap<String, h2c::Echo>,
 }
 
 impl Setup {
     /// Starts backends for every backend name of `routes` (as `kind` says,
     /// [`Kind::Http1`] by default) and a proxy with `workers` workers.
     pub fn start(tag: &str, routes: &str, kind: impl Fn(&str) -> Kind, workers: usize) -> Setup {
+        Setup::start_with(tag, routes, kind, workers, &[])
+    }
+
+    /// As [`Setup::start`], with `extra` on sluice's command line.
+    pub fn start_with(
+        tag: &str,
+        routes: &str,
+        kind: impl Fn(&str) -> Kind,
+        workers: usize,
+        extra: &[&str],
+    ) -> Setup {
         let dir = temp_dir(tag);
         let port = free_port();
         let grpc_port = free_port();
@@ -112,6 +133,7 @@ impl Setup {
             .replace("port: 50051", &format!("port: {grpc_port}"));
         let mut http = BTreeMap::new();
         let mut grpc = BTreeMap::new();
+        let mut h2c = BTreeMap::new();
         let mut slices = String::new();
         for name in backend_names(routes) {
             match kind(&name) {
@@ -124,6 +146,11 @@ impl Setup {
                     let server = grpc::Server::start(&name);
                     slices.push_str(&endpoint_slice_h2c("task-api", &name, server.port));
                     grpc.insert(name, server);
+                }
+                Kind::H2c => {
+                    let server = h2c::Echo::start(&name);
+                    slices.push_str(&endpoint_slice_h2c("task-api", &name, server.port));
+                    h2c.insert(name, server);
                 }
                 Kind::DeadGrpc => {
                     slices.push_str(&endpoint_slice_h2c("task-api", &name, free_port()));
@@ -144,7 +171,7 @@ impl Setup {
             path
         })
         .collect();
-        let proxy = Proxy::start(&files, port, workers);
+        let proxy = Proxy::start_with(&files, port, workers, extra);
         Setup {
             proxy,
             dir,
@@ -152,6 +179,7 @@ impl Setup {
             grpc_port,
             http,
             grpc,
+            h2c,
         }
     }
 

@@ -84,6 +84,15 @@ impl Sluice {
                 "--admin",
                 &format!("127.0.0.1:{admin}"),
             ])
+            // SLUICE_TEST_EBPF=on|off|auto runs the suite with `--ebpf`,
+            // unless the test chose a mode itself.
+            .args(
+                std::env::var("SLUICE_TEST_EBPF")
+                    .ok()
+                    .filter(|_| !extra.contains(&"--ebpf"))
+                    .map(|m| vec!["--ebpf".to_string(), m])
+                    .unwrap_or_default(),
+            )
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -138,6 +147,14 @@ impl Sluice {
             std::thread::sleep(Duration::from_millis(10));
         }
         None
+    }
+
+    /// Waits up to `limit` for the process to exit successfully; panics
+    /// with its log otherwise.
+    pub fn wait_clean_exit(&mut self, limit: Duration) {
+        let status = self.wait_exit(limit);
+        let status = status.unwrap_or_else(|| panic!("sluice did not exit:\n{}", self.log_text()));
+        assert!(status.success(), "{status}:\n{}", self.log_text());
     }
 
     /// `GET path` on the admin listener: status and body.

@@ -22,11 +22,21 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // A port for sluice to listen on: outside the kernel's ephemeral range
+    // (32768–60999 by default), so that no outgoing connection of this or
+    // another test can take it between this check and sluice's bind; and
+    // spread over the range by a per-process sequence, so that test
+    // processes running side by side rarely try the same one.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(101)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A fresh directory under the system temp dir.
@@ -693,6 +703,24 @@ impl Client {
         Some(chunk)
     }
 
+    /// Reads a chunked body to its end: the data and the trailer fields.
+    pub fn read_chunked_body(&mut self) -> (Vec<u8>, Vec<(String, String)>) {
+        let reader = self.conn();
+        let mut body = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let size = usize::from_str_radix(line.trim_end(), 16).unwrap();
+            if size == 0 {
+                return (body, read_fields(reader).unwrap());
+            }
+            let start = body.len();
+            body.resize(start + size + 2, 0);
+            reader.read_exact(&mut body[start..]).unwrap();
+            body.truncate(start + size);
+        }
+    }
+
     /// Reads a whole response.
     pub fn read_response(&mut self, head_request: bool) -> Response {
         let (status, headers) = self.read_head();
@@ -747,6 +775,32 @@ impl Client {
 
     pub fn shutdown_write(&mut self) {
         let _ = self.conn().get_mut().shutdown(Shutdown::Write);
+    }
+}
+
+/// Checks a RequestMirror copy: `shadow` received `method target` with
+/// `body`, every field of `headers` and `Host: example.com`, and `primary`
+/// (when given) received the very same head.
+pub fn assert_mirrored(
+    shadow: &Backend,
+    primary: Option<&Backend>,
+    (method, target, body): (&str, &str, &[u8]),
+    headers: &[(&str, &str)],
+    context: impl Fn() -> String,
+) {
+    let same = |m: &Received| m.method == method && m.target == target && m.body == body;
+    // The copy arrives on its own time: wait for it.
+    let copy = shadow.wait_received(same);
+    let copy = copy.unwrap_or_else(|| panic!("not mirrored; {}", context()));
+    for (k, v) in headers {
+        let field = (k.to_ascii_lowercase(), (*v).to_string());
+        assert!(copy.headers.contains(&field), "{field:?}; {}", context());
+    }
+    let host = ("host".to_string(), "example.com".to_string());
+    assert!(copy.headers.contains(&host), "{copy:?}");
+    if let Some(primary) = primary {
+        let primary = primary.wait_received(same).unwrap();
+        assert_eq!(primary.headers, copy.headers, "{}", context());
     }
 }
 
