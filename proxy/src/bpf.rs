@@ -16,7 +16,7 @@
 //! | acceleration | programs | state |
 //! | --- | --- | --- |
 //! | loopback bypass | sockops on the proxy's cgroup v2, sk_msg on the `SLUICE_SOCKS` SockHash | implemented |
-//! | splice of tunnelled connections | sk_skb stream verdict on a SockMap | not implemented (see below) |
+//! | splice of tunnelled connections | sk_skb stream verdict on the `SLUICE_SPLICE` SockHash, sk_msg counting | implemented (see "Handover protocol") |
 //!
 //! **Loopback bypass.** The sockops program records, by 4-tuple, the
 //! established TCP sockets of sluice's listeners (passive, local port in
@@ -35,64 +35,95 @@
 //! data path sees ordinary sockets: reads, writes, half-close and close
 //! behave the same with and without the bypass.
 //!
-//! # Handover protocol (splice; designed, not implemented yet)
+//! # Handover protocol (splice of tunnelled connections)
 //!
-//! Tunnelled bytes are still copied in userspace by
-//! [`crate::proto::h1::tunnel`], the one place a splice would replace. The
-//! splice is designed as follows; nothing of it is loaded today.
+//! Only [`crate::proto::h1::tunnel`] (after a `101 Switching Protocols`)
+//! hands a connection to the kernel: nothing after a `101` is HTTP, so the
+//! proxy has nothing to see until the end. Response bodies and keep-alive
+//! connections are never spliced (the next request on a keep-alive client
+//! connection is always read, parsed and routed in userspace; a response
+//! filter always sees its bytes).
 //!
-//! *Maps and programs.* A SockHash `SLUICE_SPLICE` keyed by [`SockKey`] and
-//! a hash map `SLUICE_PARTNER`: own key → the other socket of the tunnel
-//! (client socket ↔ sluice's upstream socket). An sk_skb stream verdict
-//! program on `SLUICE_SPLICE` redirects each skb received on one socket to
-//! the partner's egress (`bpf_sk_redirect_hash`, no `BPF_F_INGRESS`). With
-//! the loopback bypass, the backend's writes never reach the upstream
-//! socket's receive path (they land in its ingress message queue, which a
-//! stream verdict does not see), so `sluice_sk_msg` must, for a backend
-//! socket whose peer has a partner, redirect to that partner's egress
-//! instead of the peer's ingress.
+//! *Maps and programs.* `SLUICE_SPLICE`, a SockHash keyed by [`SockKey`],
+//! carries the sk_skb stream verdict `sluice_sk_skb`; `SLUICE_SPLICED` maps
+//! each spliced socket to its partner (client socket C ↔ sluice's upstream
+//! socket U) and three counters: `redirected_bytes`/`redirected_msgs` (the
+//! verdict, per skb redirected from this socket to the partner's egress)
+//! and `sent_bytes` (sk_msg, per message sent on this socket — a spliced
+//! socket is always in `SLUICE_SOCKS`, added by the loader if sockops did
+//! not). The loader writes an entry once and only removes it; the programs
+//! only add.
 //!
-//! 1. *Entering* (only in `tunnel`, after the `101` head was written, so
-//!    every later byte is opaque). The hard part is the upstream socket U,
-//!    whose bytes from a loopback backend arrive in its ingress message
-//!    queue (bypass), not in its TCP receive queue:
-//!    - (a) mark U "entering" in `SLUICE_PARTNER`: from now on `sluice_sk_msg`
-//!      on the backend's socket passes its messages through the TCP stack
-//!      (they queue behind what is already in U's ingress queue, and a
-//!      read returns the ingress queue first, so order holds);
-//!    - (b) with no `copy_half` read in flight, write out what both buffers
-//!      hold, then read U and the client socket C non-blocking until
-//!      `EAGAIN`, writing each read to the other side (drains U's ingress
-//!      queue and whatever TCP data came before the insert);
-//!    - (c) insert C and U in `SLUICE_SPLICE` and set both partner entries
-//!      (U's "entering" becomes "spliced": the backend's messages go
-//!      straight to C's egress). Bytes that arrived between the last read
-//!      and the insert are in the TCP receive queues; the stream verdict
-//!      runs over the whole queue at the next data-ready, in order, so
-//!      nothing is lost (to verify when implementing: a queue that gets
-//!      no further data must still be flushed, e.g. by a zero-length
-//!      `recv(MSG_DONTWAIT)` after the insert).
-//! 2. *Staying.* `tunnel` then only waits for the end: readiness of each
-//!    socket with `recv(MSG_PEEK)`; no byte enters userspace. The per-CPU
-//!    counters (`sk_skb` messages and bytes) take the place of the
-//!    userspace byte counts in [`crate::proto::h1::Tunnelled`].
-//! 3. *Close and half-close.* A FIN is not data: the verdict program never
-//!    sees it. When one socket reads EOF, `tunnel` removes both sockets
-//!    from `SLUICE_SPLICE` (to verify when implementing: that skbs already
-//!    redirected are sent before the removal returns), calls `shutdown(SHUT_WR)` on the
-//!    partner, and copies the remaining direction in userspace until it
-//!    ends too, exactly as `copy_half` does today. An error or RST on
-//!    either side shuts both down, as today.
-//! 4. *Taking back.* A tunnel is never taken back before its end (nothing
-//!    after a `101` is HTTP). Response bodies with a response filter, and
-//!    keep-alive connections, are never spliced: the next request on a
-//!    keep-alive client connection is always read, parsed and routed in
-//!    userspace.
+//! *The conflict with the loopback bypass.* A backend's bytes redirected by
+//! sk_msg into U's ingress message queue never pass U's stream verdict.
+//! So `sluice_sk_msg` passes through the TCP stack, for good
+//! (`SLUICE_PASSED`), every message whose peer is spliced, and every message
+//! sent on a spliced socket (the kernel sends those from a work queue with
+//! `MSG_DONTWAIT`; a redirect into a full ingress queue fails for good and
+//! drops the bytes, where the TCP stack says "again").
 //!
-//! The hook it needs in the data path: `tunnel(client, upstream)` calls
-//! `bpf::splice(&client_stream, &upstream_stream) -> Option<Spliced>`
-//! after flushing both buffers and before starting the copies; `Some`
-//! means "wait for EOF as in 2–3", `None` means "copy as today".
+//! 1. *Entering* ([`splice`], called by `tunnel` once the bytes already in
+//!    both connection buffers were written to the other side, with no read
+//!    or write in flight):
+//!    - (a) the `SLUICE_SPLICED` entries of C and U: from now on no bypass
+//!      message goes to either socket's ingress queue; both sockets put in
+//!      `SLUICE_SOCKS` (EBUSY/EEXIST: sockops did);
+//!    - (b) if the bypass may have fed either socket (U is one of sockops'
+//!      `SLUICE_UPSTREAMS`, or its peer is), wait 1 ms for a redirect
+//!      decided before (a) to land;
+//!    - (c) read both sockets non-blocking until both say EAGAIN, writing
+//!      each read to the other side (userspace, counted in
+//!      `sluice_tunnel_userspace_bytes_total`). This empties the ingress
+//!      queues (read before the receive queue: order holds) and leaves no
+//!      skb half read by the HTTP reads. Verified: reading only the bytes
+//!      FIONREAD or a `MSG_PEEK` reported as queued was not enough — the
+//!      client's first skb, request head included, reached the verdict
+//!      again and the backend echoed it; reading until EAGAIN never did
+//!      (why the sized reads fail is not established). A side that closes or
+//!      fails, or more than 64 MiB that keep coming, and the tunnel stays in
+//!      userspace (`None`, entries removed; the copy reads the EOF again);
+//!    - (d) insert C and U in `SLUICE_SPLICE`, then set `SO_RCVLOWAT` on
+//!      both: that runs the data-ready callback, so bytes that arrived since
+//!      (c) are handed to the verdict now, in order, after everything (c)
+//!      wrote; later bytes go through the verdict as they arrive.
+//! 2. *Staying* ([`Spliced::run`]): no byte enters userspace. The task
+//!    waits on an epoll set of its own holding C and U for `EPOLLRDHUP`
+//!    only (errors and hang-ups are always reported), so the data the
+//!    kernel moves wakes nothing.
+//! 3. *Close and half-close.* A FIN is not data: the verdict drops the
+//!    FIN's empty skb (redirected, a 0-byte send breaks the partner's
+//!    pipe for good). When X (C or U) reports its peer's FIN:
+//!    - TCP_INFO on X (it takes X's socket lock, so the receive path that
+//!      saw the FIN, verdict included, has finished: X's `redirected_bytes`
+//!      is final);
+//!    - wait until the partner's `sent_bytes` reaches X's
+//!      `redirected_bytes` plus what (c) wrote on the partner: every byte
+//!      before the FIN has been written by the kernel (polled, 50 µs to
+//!      5 ms; after 60 s without progress the FIN goes anyway);
+//!    - read X until EAGAIN/EOF in userspace: a socket that reached
+//!      TCP_CLOSE (both FINs) has left every sockmap, so bytes that came
+//!      with the FIN in that state are in its plain receive queue, after
+//!      everything redirected (the backend's last "bye" in the tests);
+//!    - `shutdown(SHUT_WR)` on the partner. The other direction goes on,
+//!      spliced, until it ends the same way.
+//!
+//!    An error on either socket (EPOLLERR, or the partner reached
+//!    TCP_CLOSE while bytes were still due) shuts both down, as the
+//!    userspace copy does.
+//! 4. *Taking back.* Never before the end: when both directions are done,
+//!    both sockets leave `SLUICE_SPLICE` and their entries are removed;
+//!    `tunnel` returns and the caller closes both connections.
+//!
+//! The tunnel's byte counts ([`crate::proto::h1::Tunnelled`]) are the
+//! bytes copied in userspace plus the verdict's `redirected_bytes`.
+//! The splice is loaded only with `--ebpf-splice` (off by default: see
+//! docs/benchmarks.md for when it pays off); the bypass does not depend on it.
+//!
+//! Known limit: two sluice processes chained on loopback (one's backend is
+//! the other's listener): the upstream process's sockops may own the
+//! client socket's sk_msg slot, and its bypass ignores the other process's
+//! splice entries; such a chain should run the downstream process without
+//! `--ebpf-splice`.
 //!
 //! # Pins, several processes, crashes
 //!
@@ -110,18 +141,21 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::net::SocketAddr;
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, SockHash};
-use aya::programs::{CgroupAttachMode, SkMsg, SockOps};
+use aya::programs::{CgroupAttachMode, SkMsg, SkSkb, SockOps};
 use aya::{Ebpf, EbpfLoader};
 use route_compiler::table::Table;
-use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey};
+use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey, SpliceState};
+use tokio_uring::net::TcpStream;
 
 use crate::metrics::{Families, Source};
 use crate::snapshot::Shared;
@@ -223,21 +257,33 @@ fn is_root() -> bool {
 /// # Errors
 ///
 /// With [`Mode::On`], why the programs could not be loaded.
-pub fn start(mode: Mode, shared: &Arc<Shared>) -> Result<Guard, LoadError> {
-    start_accel(mode, shared).map(Guard)
+pub fn start(mode: Mode, splice: bool, shared: &Arc<Shared>) -> Result<Guard, LoadError> {
+    static TUNNEL_METRICS: std::sync::Once = std::sync::Once::new();
+    TUNNEL_METRICS.call_once(|| crate::metrics::register_source(Arc::new(TunnelMetrics)));
+    start_accel(mode, splice, shared).map(Guard)
 }
 
-fn start_accel(mode: Mode, shared: &Arc<Shared>) -> Result<Option<Arc<Accel>>, LoadError> {
+fn start_accel(
+    mode: Mode,
+    splice: bool,
+    shared: &Arc<Shared>,
+) -> Result<Option<Arc<Accel>>, LoadError> {
     if mode == Mode::Off {
         tracing::info!("eBPF acceleration off (--ebpf off): loopback bypass and splice not loaded");
         return Ok(None);
     }
-    match Accel::load(shared) {
+    match Accel::load(shared, splice) {
         Ok(accel) => {
+            let splice = match &accel.splicer {
+                Ok(_) => "splice of tunnelled connections active (sk_skb stream verdict on \
+                          SockHash SLUICE_SPLICE)"
+                    .to_string(),
+                Err(why) => format!("splice of tunnelled connections inactive ({why})"),
+            };
             tracing::info!(
                 "eBPF acceleration (--ebpf {mode}): loopback bypass active (sockops on cgroup {}, \
                  sk_msg on SockHash; {} listener ports, {} loopback backends; maps pinned in {}); \
-                 splice of tunnelled connections inactive (not implemented)",
+                 {splice}",
                 accel.cgroup.display(),
                 accel.listen_ports,
                 accel.backends_registered(),
@@ -248,6 +294,9 @@ fn start_accel(mode: Mode, shared: &Arc<Shared>) -> Result<Option<Arc<Accel>>, L
             );
             let accel = Arc::new(accel);
             crate::metrics::register_source(Arc::new(Metrics(accel.clone())));
+            if let Ok(splicer) = &accel.splicer {
+                *SPLICER.write().unwrap_or_else(PoisonError::into_inner) = Some(splicer.clone());
+            }
             Ok(Some(accel))
         }
         Err(e) if mode == Mode::On => Err(LoadError::new(format!(
@@ -289,6 +338,8 @@ impl Drop for Guard {
 
 /// The loaded and attached programs.
 pub struct Accel {
+    /// The splice, or why it is not active.
+    splicer: Result<Arc<Splicer>, LoadError>,
     ebpf: Mutex<Option<Ebpf>>,
     _listen: HashMap<MapData, u32, u32>,
     counters: Mutex<PerCpuArray<MapData, u64>>,
@@ -375,7 +426,7 @@ fn take_map(
 }
 
 impl Accel {
-    fn load(shared: &Arc<Shared>) -> Result<Accel, LoadError> {
+    fn load(shared: &Arc<Shared>, splice: bool) -> Result<Accel, LoadError> {
         if PROGRAMS.is_empty() {
             return Err(LoadError::new(
                 "this binary was built without its eBPF programs (AYA_BUILD_SKIP)",
@@ -428,17 +479,13 @@ impl Accel {
             .try_into()
             .map_err(|e| LoadError::from_step("SLUICE_COUNTERS", &e))?;
 
-        let socks_fd = {
-            let socks: SockHash<&MapData, SockKey> = ebpf
-                .map(common::MAP_SOCKS)
-                .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_SOCKS"))?
-                .try_into()
-                .map_err(|e| LoadError::from_step("SLUICE_SOCKS", &e))?;
-            socks
-                .fd()
-                .try_clone()
-                .map_err(|e| LoadError::from_step("SLUICE_SOCKS", &e))?
-        };
+        // Not pinned: the SockHashes hold sockets, which only this process
+        // may touch.
+        let socks: SockHash<MapData, SockKey> = ebpf
+            .take_map(common::MAP_SOCKS)
+            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_SOCKS"))?
+            .try_into()
+            .map_err(|e| LoadError::from_step("SLUICE_SOCKS", &e))?;
         let sk_msg: &mut SkMsg = ebpf
             .program_mut(common::PROG_SK_MSG)
             .ok_or_else(|| LoadError::new("the eBPF object has no sk_msg program"))?
@@ -448,8 +495,12 @@ impl Accel {
             .load()
             .map_err(|e| LoadError::from_step("loading sk_msg", &e))?;
         sk_msg
-            .attach(&socks_fd)
+            .attach(socks.fd())
             .map_err(|e| LoadError::from_step("attaching sk_msg to the SockHash", &e))?;
+        let splicer = match splice_wanted(splice) {
+            Ok(()) => Splicer::load(&mut ebpf, socks).map(Arc::new),
+            Err(why) => Err(LoadError::new(why)),
+        };
         let cgroup_file = File::open(&cgroup)
             .map_err(|e| LoadError::new(format!("cannot open cgroup {}: {e}", cgroup.display())))?;
         let sockops: &mut SockOps = ebpf
@@ -470,6 +521,7 @@ impl Accel {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = spawn_poller(shared.clone(), backends.clone(), logger, stop.clone());
         Ok(Accel {
+            splicer,
             ebpf: Mutex::new(Some(ebpf)),
             _listen: listen,
             counters: Mutex::new(counters),
@@ -509,6 +561,12 @@ impl Accel {
     /// Also done when the process exits (the kernel closes the descriptors);
     /// only the pins need this.
     pub fn shutdown(&self) {
+        if let Ok(mine) = &self.splicer {
+            let mut global = SPLICER.write().unwrap_or_else(PoisonError::into_inner);
+            if global.as_ref().is_some_and(|s| Arc::ptr_eq(s, mine)) {
+                *global = None;
+            }
+        }
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self
             .thread
@@ -596,7 +654,7 @@ impl Source for Metrics {
             "sluice_ebpf_active",
             "Whether an eBPF acceleration is loaded (1) or not (0).",
             &[("acceleration", "splice")],
-            0.0,
+            if self.0.splicer.is_ok() { 1.0 } else { 0.0 },
         );
         for (counter, value) in self.0.counters() {
             let (name, help, labels): (&str, &str, &[(&str, &str)]) = match counter {
@@ -622,23 +680,43 @@ impl Source for Metrics {
                 ),
                 Counter::SkMsgRedirectedMsgs => (
                     "sluice_ebpf_messages",
-                    "Messages seen by the sk_msg program, by verdict.",
+                    "Messages seen by the sk_msg and sk_skb programs, by program and verdict.",
                     &[("program", "sk_msg"), ("verdict", "redirected")],
                 ),
                 Counter::SkMsgPassedMsgs => (
                     "sluice_ebpf_messages",
-                    "Messages seen by the sk_msg program, by verdict.",
+                    "Messages seen by the sk_msg and sk_skb programs, by program and verdict.",
                     &[("program", "sk_msg"), ("verdict", "passed")],
                 ),
                 Counter::SkMsgRedirectedBytes => (
                     "sluice_ebpf_bytes",
-                    "Bytes seen by the sk_msg program, by verdict.",
+                    "Bytes seen by the sk_msg and sk_skb programs, by program and verdict.",
                     &[("program", "sk_msg"), ("verdict", "redirected")],
                 ),
                 Counter::SkMsgPassedBytes => (
                     "sluice_ebpf_bytes",
-                    "Bytes seen by the sk_msg program, by verdict.",
+                    "Bytes seen by the sk_msg and sk_skb programs, by program and verdict.",
                     &[("program", "sk_msg"), ("verdict", "passed")],
+                ),
+                Counter::SkSkbRedirectedMsgs => (
+                    "sluice_ebpf_messages",
+                    "Messages seen by the sk_msg and sk_skb programs, by program and verdict.",
+                    &[("program", "sk_skb"), ("verdict", "redirected")],
+                ),
+                Counter::SkSkbPassedMsgs => (
+                    "sluice_ebpf_messages",
+                    "Messages seen by the sk_msg and sk_skb programs, by program and verdict.",
+                    &[("program", "sk_skb"), ("verdict", "passed")],
+                ),
+                Counter::SkSkbRedirectedBytes => (
+                    "sluice_ebpf_bytes",
+                    "Bytes seen by the sk_msg and sk_skb programs, by program and verdict.",
+                    &[("program", "sk_skb"), ("verdict", "redirected")],
+                ),
+                Counter::SkSkbPassedBytes => (
+                    "sluice_ebpf_bytes",
+                    "Bytes seen by the sk_msg and sk_skb programs, by program and verdict.",
+                    &[("program", "sk_skb"), ("verdict", "passed")],
                 ),
                 _ => continue,
             };
@@ -646,6 +724,642 @@ impl Source for Metrics {
         }
     }
 }
+
+// === the splice ===
+
+/// The splice's maps, shared by every worker (map operations are
+/// syscalls; the locks are held only around one).
+struct Splicer {
+    /// `SLUICE_SPLICE`: the stream verdict runs on the sockets in it.
+    splice: Mutex<SockHash<MapData, SockKey>>,
+    /// `SLUICE_SPLICED`: partner and counters per spliced socket.
+    state: Mutex<HashMap<MapData, SockKey, SpliceState>>,
+    /// `SLUICE_SOCKS` (the bypass's SockHash): a spliced socket must be in
+    /// it so that sk_msg counts what is sent on it.
+    socks: Mutex<SockHash<MapData, SockKey>>,
+    /// `SLUICE_UPSTREAMS`: a socket in it, or whose peer is in it, may have
+    /// bypassed messages in its ingress queue.
+    upstreams: HashMap<MapData, SockKey, u32>,
+}
+
+/// The splice in use, if loaded ([`splice`] reads it).
+static SPLICER: std::sync::RwLock<Option<Arc<Splicer>>> = std::sync::RwLock::new(None);
+
+/// Whether the splice is loaded ([`splice`] may take a tunnel).
+pub fn splice_loaded() -> bool {
+    SPLICER
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some()
+}
+
+/// The splice is opt-in (`--ebpf-splice`): it pays off only for tunnels
+/// that reach a quiet moment after the `101` (see the module docs and
+/// docs/benchmarks.md), so it is off by default.
+fn splice_wanted(splice: bool) -> Result<(), String> {
+    if splice {
+        Ok(())
+    } else {
+        Err("off by default; --ebpf-splice turns it on".into())
+    }
+}
+
+impl Splicer {
+    fn load(ebpf: &mut Ebpf, socks: SockHash<MapData, SockKey>) -> Result<Splicer, LoadError> {
+        let splice: SockHash<MapData, SockKey> = ebpf
+            .take_map(common::MAP_SPLICE)
+            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_SPLICE"))?
+            .try_into()
+            .map_err(|e| LoadError::from_step("SLUICE_SPLICE", &e))?;
+        let state: HashMap<MapData, SockKey, SpliceState> = ebpf
+            .take_map(common::MAP_SPLICED)
+            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_SPLICED"))?
+            .try_into()
+            .map_err(|e| LoadError::from_step("SLUICE_SPLICED", &e))?;
+        let verdict: &mut SkSkb = ebpf
+            .program_mut(common::PROG_SK_SKB)
+            .ok_or_else(|| LoadError::new("the eBPF object has no sk_skb program"))?
+            .try_into()
+            .map_err(|e| LoadError::from_step("sk_skb", &e))?;
+        verdict
+            .load()
+            .map_err(|e| LoadError::from_step("loading the sk_skb stream verdict", &e))?;
+        verdict.attach(splice.fd()).map_err(|e| {
+            LoadError::from_step("attaching the sk_skb stream verdict to SLUICE_SPLICE", &e)
+        })?;
+        let upstreams: HashMap<MapData, SockKey, u32> = ebpf
+            .take_map(common::MAP_UPSTREAMS)
+            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_UPSTREAMS"))?
+            .try_into()
+            .map_err(|e| LoadError::from_step("SLUICE_UPSTREAMS", &e))?;
+        Ok(Splicer {
+            splice: Mutex::new(splice),
+            state: Mutex::new(state),
+            socks: Mutex::new(socks),
+            upstreams,
+        })
+    }
+
+    /// Whether the bypass may have put messages in `key`'s ingress queue
+    /// (its peer is recorded: it is one of sluice's upstream sockets to a
+    /// loopback backend, or its peer is one).
+    fn bypass_fed(&self, key: &SockKey) -> bool {
+        self.upstreams.get(key, 0).is_ok() || self.upstreams.get(&key.peer(), 0).is_ok()
+    }
+
+    fn state(&self, key: &SockKey) -> Option<SpliceState> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key, 0)
+            .ok()
+    }
+
+    /// Takes both sockets out of the splice and forgets their entries.
+    fn forget(&self, a: &SockKey, b: &SockKey) {
+        {
+            let mut splice = self.splice.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = splice.remove(a);
+            let _ = splice.remove(b);
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = state.remove(a);
+        let _ = state.remove(b);
+    }
+}
+
+/// Bytes `proto::h1::tunnel` copied in userspace (all of them with
+/// `--ebpf off`; with the splice, only what was already read when it
+/// started).
+static TUNNEL_USERSPACE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Counts bytes a tunnel copied in userspace (`sluice_tunnel_userspace_bytes_total`).
+pub fn count_tunnel_userspace(bytes: u64) {
+    TUNNEL_USERSPACE_BYTES.fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// `sluice_tunnel_userspace_bytes_total`, registered whatever the mode.
+struct TunnelMetrics;
+
+impl Source for TunnelMetrics {
+    fn collect(&self, out: &mut Families) {
+        out.counter(
+            "sluice_tunnel_userspace_bytes",
+            "Bytes of upgraded (tunnelled) connections copied in userspace, both directions.",
+            &[],
+            TUNNEL_USERSPACE_BYTES.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// A socket's own key and its peer's, IPv4 only.
+fn sock_key(fd: RawFd) -> Option<SockKey> {
+    // SAFETY: the descriptor is borrowed for this call only; ManuallyDrop
+    // never closes it.
+    let sock = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+    let (SocketAddr::V4(local), SocketAddr::V4(remote)) =
+        (sock.local_addr().ok()?, sock.peer_addr().ok()?)
+    else {
+        return None;
+    };
+    Some(SockKey {
+        local_ip4: u32::from(*local.ip()).to_be(),
+        remote_ip4: u32::from(*remote.ip()).to_be(),
+        local_port: u32::from(local.port()),
+        remote_port: u32::from(remote.port()),
+    })
+}
+
+/// One non-blocking `recv` into `buf` (cleared first).
+fn recv_now(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.clear();
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `spare` is writable memory of `spare.len()` bytes.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = usize::try_from(n).unwrap_or(0);
+    // SAFETY: the kernel wrote `n` bytes.
+    unsafe { buf.set_len(n) };
+    Ok(n)
+}
+
+/// Makes the kernel look at `fd`'s receive queue now: setting SO_RCVLOWAT
+/// runs the socket's data-ready callback (the stream verdict, once the
+/// socket is in the splice) when bytes are queued.
+fn kick(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid pointer to a c_int for the call.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            std::ptr::from_ref(&one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// What happened to one non-blocking read of a drain round.
+enum Drained {
+    Bytes(u64),
+    Empty,
+    Closed,
+}
+
+/// Reads what `from` holds now and writes it to `to`.
+async fn drain_once(from: &TcpStream, to: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Drained> {
+    match recv_now(from.as_raw_fd(), buf) {
+        Ok(0) => Ok(Drained::Closed),
+        Ok(n) => {
+            crate::io::write_all(to, buf).await?;
+            Ok(Drained::Bytes(n as u64))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Drained::Empty),
+        Err(e) => Err(e),
+    }
+}
+
+/// A tunnel whose bytes the kernel moves (see the module docs,
+/// "Handover protocol"); [`Spliced::run`] waits for its end.
+#[must_use = "a spliced tunnel must be run until it closes"]
+pub struct Spliced {
+    splicer: Arc<Splicer>,
+    client: SockKey,
+    upstream: SockKey,
+    /// Bytes copied in userspace while entering, towards the upstream and
+    /// towards the client.
+    drained: (u64, u64),
+}
+
+impl fmt::Debug for Spliced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spliced")
+            .field("client", &self.client)
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hands an upgraded connection to the kernel: `client` and `upstream`
+/// are spliced by the sk_skb stream verdict, so their bytes never enter
+/// userspace again. Call it once the bytes already read on either side have
+/// been written to the other (nothing of the tunnel is buffered in
+/// userspace) and with no read or write in flight on either socket.
+///
+/// `None` when the splice is not loaded, the sockets are not IPv4, the
+/// kernel refused them, or a side closed while entering: the caller then
+/// copies in userspace, as without eBPF (a side that closed or failed reads
+/// so again).
+pub async fn splice(client: &TcpStream, upstream: &TcpStream) -> Option<Spliced> {
+    let splicer = SPLICER
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()?;
+    let (cfd, ufd) = (client.as_raw_fd(), upstream.as_raw_fd());
+    let (ckey, ukey) = (sock_key(cfd)?, sock_key(ufd)?);
+    // 1. The entries: from now on the bypass sends nothing to the ingress
+    //    queue of either socket (their peers' messages take the TCP stack,
+    //    into the receive queue the verdict will see).
+    {
+        let mut state = splicer.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = |partner| SpliceState {
+            partner,
+            ..SpliceState::default()
+        };
+        if let Err(e) = state
+            .insert(ckey, entry(ukey), 0)
+            .and_then(|()| state.insert(ukey, entry(ckey), 0))
+        {
+            let _ = state.remove(&ckey);
+            let _ = state.remove(&ukey);
+            tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot record a tunnel: {e}");
+            return None;
+        }
+        drop(state);
+        // 2. Both in the bypass's SockHash, so that sk_msg counts what the
+        //    kernel sends on them (sockops put them there already when the
+        //    bypass covers them; the kernel then says EBUSY: the socket
+        //    has an sk_msg program).
+        let mut socks = splicer.socks.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, fd) in [(ckey, cfd), (ukey, ufd)] {
+            match socks.insert(key, fd, BPF_NOEXIST) {
+                Ok(()) => {}
+                Err(e) if matches!(map_errno(&e), Some(libc::EEXIST | libc::EBUSY)) => {}
+                Err(e) => {
+                    drop(socks);
+                    splicer.forget(&ckey, &ukey);
+                    tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot add a socket to SLUICE_SOCKS: {e}");
+                    return None;
+                }
+            }
+        }
+    }
+    // 3. Drain both sockets until EAGAIN, copying in userspace. A socket
+    //    the bypass may have fed has messages in its ingress queue, which
+    //    the verdict never sees; they are read before its receive queue,
+    //    in order (a bypass redirect decided just before step 1 lands
+    //    within microseconds: let it land first). And no skb may stay half
+    //    read by the HTTP reads: the verdict would see it whole again
+    //    (reading until EAGAIN leaves none; a MSG_PEEK-sized read is not
+    //    enough: verified, the head came back). Bounded: a peer that keeps
+    //    sending keeps the drain going; past the bound the tunnel stays in
+    //    userspace.
+    let fed = (splicer.bypass_fed(&ckey), splicer.bypass_fed(&ukey));
+    let mut drained = (0u64, 0u64);
+    if fed.0 || fed.1 {
+        tokio::time::sleep(SPLICE_SETTLE).await;
+    }
+    {
+        let mut buf = Vec::with_capacity(256 << 10);
+        loop {
+            let up = drain_once(client, upstream, &mut buf).await;
+            let down = drain_once(upstream, client, &mut buf).await;
+            match (up, down) {
+                (Ok(Drained::Empty), Ok(Drained::Empty)) => break,
+                (Ok(a), Ok(b))
+                    if !matches!(a, Drained::Closed)
+                        && !matches!(b, Drained::Closed)
+                        && drained.0 + drained.1 < SPLICE_DRAIN_MAX =>
+                {
+                    if let Drained::Bytes(n) = a {
+                        drained.0 += n;
+                    }
+                    if let Drained::Bytes(n) = b {
+                        drained.1 += n;
+                    }
+                }
+                (a, b) => {
+                    // A side closed or failed, or never stops sending: not
+                    // worth splicing. The userspace copy reads the EOF
+                    // again; an error ends both.
+                    if a.is_err() || b.is_err() {
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        let _ = upstream.shutdown(std::net::Shutdown::Both);
+                    }
+                    if let Ok(Drained::Bytes(n)) = a {
+                        drained.0 += n;
+                    }
+                    if let Ok(Drained::Bytes(n)) = b {
+                        drained.1 += n;
+                    }
+                    count_tunnel_userspace(drained.0 + drained.1);
+                    splicer.forget(&ckey, &ukey);
+                    return None;
+                }
+            }
+        }
+    }
+    count_tunnel_userspace(drained.0 + drained.1);
+    // 4. Into the splice. Bytes that arrived since the last drain wait in
+    //    the receive queues; the kick runs the verdict over them, in order,
+    //    after everything written above.
+    {
+        let mut splice = splicer
+            .splice
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let added = splice
+            .insert(ckey, cfd, 0)
+            .and_then(|()| splice.insert(ukey, ufd, 0));
+        drop(splice);
+        if let Err(e) = added {
+            splicer.forget(&ckey, &ukey);
+            tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot splice a tunnel: {e}");
+            return None;
+        }
+    }
+    kick(cfd);
+    kick(ufd);
+    Some(Spliced {
+        splicer,
+        client: ckey,
+        upstream: ukey,
+        drained,
+    })
+}
+
+/// The errno of a failed map syscall.
+fn map_errno(e: &aya::maps::MapError) -> Option<i32> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return io.raw_os_error();
+        }
+        cause = err.source();
+    }
+    None
+}
+
+/// `BPF_NOEXIST`: insert only if absent.
+const BPF_NOEXIST: u64 = 1;
+
+/// At most this many bytes are drained in userspace while entering.
+const SPLICE_DRAIN_MAX: u64 = 64 << 20;
+
+/// How long entering waits for a bypass redirect already under way.
+const SPLICE_SETTLE: Duration = Duration::from_millis(1);
+
+impl Spliced {
+    /// Waits until both directions have closed, propagating each FIN once
+    /// the bytes before it have been sent (`sent_bytes` of the receiving
+    /// socket has caught up with `redirected_bytes` of the sending one),
+    /// then takes both sockets out of the splice. An error on either side
+    /// shuts both down. Returns the bytes carried each way.
+    ///
+    /// It never reads the sockets: an epoll set of its own, registered for
+    /// `EPOLLRDHUP` only (errors and hang-ups are always reported), says
+    /// when a side closed, so the data the kernel moves wakes nothing.
+    pub async fn run(
+        self,
+        client: &TcpStream,
+        upstream: &TcpStream,
+    ) -> crate::proto::h1::Tunnelled {
+        let sides = [
+            (client, upstream, self.client, self.upstream),
+            (upstream, client, self.upstream, self.client),
+        ];
+        let abort = || {
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            let _ = upstream.shutdown(std::net::Shutdown::Both);
+        };
+        match CloseWatch::new(&[client.as_raw_fd(), upstream.as_raw_fd()]) {
+            Ok(mut watch) => {
+                let mut open = [true, true];
+                while open.iter().any(|&o| o) {
+                    let Ok(events) = watch.wait().await else {
+                        abort();
+                        break;
+                    };
+                    for (i, error) in events {
+                        if !open[i] {
+                            continue;
+                        }
+                        open[i] = false;
+                        watch.forget(i);
+                        let (from, to, from_key, to_key) = sides[i];
+                        // What the loader itself wrote on `to` while
+                        // entering is in `to`'s sent bytes too.
+                        let written = if i == 0 {
+                            self.drained.0
+                        } else {
+                            self.drained.1
+                        };
+                        if error
+                            || !self.flushed(from, to, &from_key, &to_key, written).await
+                            || drain_rest(from, to).await.is_err()
+                        {
+                            abort();
+                            open = [false, false];
+                            break;
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    }
+                }
+            }
+            Err(e) => {
+                // Cannot watch: undo nothing, but do not leave the pair
+                // running unattended either.
+                tracing::warn!("eBPF splice: cannot watch a spliced pair ({e}); closing it");
+                abort();
+            }
+        }
+        let redirected = |k: &SockKey| self.splicer.state(k).map_or(0, |s| s.redirected_bytes);
+        let tunnelled = crate::proto::h1::Tunnelled {
+            to_upstream: self.drained.0 + redirected(&self.client),
+            to_client: self.drained.1 + redirected(&self.upstream),
+        };
+        self.splicer.forget(&self.client, &self.upstream);
+        tunnelled
+    }
+
+    /// After `from`'s EOF: waits until the kernel has written on `to` every
+    /// byte it redirected from `from`. `false` when `to` is closed (an
+    /// error) meanwhile.
+    async fn flushed(
+        &self,
+        from: &TcpStream,
+        to: &TcpStream,
+        from_key: &SockKey,
+        to_key: &SockKey,
+        written: u64,
+    ) -> bool {
+        // Taking `from`'s socket lock (TCP_INFO does) waits for the receive
+        // path that saw the FIN to finish: the verdict has run over every
+        // byte before it, so `redirected_bytes` is final.
+        let _ = tcp_state(from.as_raw_fd());
+        let mut pause = Duration::from_micros(50);
+        let mut last = (0, Instant::now());
+        loop {
+            let redirected = self
+                .splicer
+                .state(from_key)
+                .map_or(0, |s| s.redirected_bytes + written);
+            let sent = self
+                .splicer
+                .state(to_key)
+                .map_or(u64::MAX, |s| s.sent_bytes);
+            if sent >= redirected {
+                return true;
+            }
+            if tcp_state(to.as_raw_fd()).is_none_or(|s| s == TCP_CLOSE) {
+                return false;
+            }
+            if sent != last.0 {
+                last = (sent, Instant::now());
+            } else if last.1.elapsed() > SPLICE_FLUSH_STALL {
+                tracing::warn!(
+                    "eBPF splice: {} redirected bytes not sent after {:?}; closing anyway",
+                    redirected - sent,
+                    SPLICE_FLUSH_STALL
+                );
+                return true;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+}
+
+/// After `from`'s EOF and the flush: copies in userspace what is left on
+/// `from`. A socket that reaches TCP_CLOSE (both FINs seen) leaves every
+/// sockmap, so bytes that arrived with or after its peer's FIN in that
+/// state are in its plain receive queue, after everything redirected.
+async fn drain_rest(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(16 << 10);
+    loop {
+        match recv_now(from.as_raw_fd(), &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                count_tunnel_userspace(n as u64);
+                crate::io::write_all(to, &mut buf).await?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `TCP_CLOSE` in `tcp_info.tcpi_state`.
+const TCP_CLOSE: u8 = 7;
+
+/// The TCP state of `fd` (`TCP_INFO`, which takes the socket lock).
+fn tcp_state(fd: RawFd) -> Option<u8> {
+    // SAFETY: tcp_info is plain data; zeroes are a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: valid pointers to `info` and `len` for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::from_mut(&mut info).cast(),
+            &raw mut len,
+        )
+    };
+    (rc == 0).then_some(info.tcpi_state)
+}
+
+/// An epoll set watching sockets for their peer's FIN (`EPOLLRDHUP`) and
+/// errors only, itself watched by the runtime's reactor.
+struct CloseWatch {
+    epoll: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    fds: Vec<RawFd>,
+}
+
+impl CloseWatch {
+    fn new(fds: &[RawFd]) -> io::Result<CloseWatch> {
+        // SAFETY: no pointers.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(epfd) };
+        for (i, &fd) in fds.iter().enumerate() {
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLRDHUP as u32,
+                u64: i as u64,
+            };
+            // SAFETY: a valid event for the call.
+            if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &raw mut ev) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // SAFETY: the OwnedFd owns the descriptor, open until the AsyncFd
+        // drops it.
+        let epoll = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(CloseWatch {
+            epoll,
+            fds: fds.to_vec(),
+        })
+    }
+
+    /// Waits for events: `(index, error)` per socket that closed its
+    /// sending half (`false`) or failed (`true`).
+    async fn wait(&mut self) -> io::Result<Vec<(usize, bool)>> {
+        loop {
+            let mut guard = self.epoll.readable().await?;
+            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+            // SAFETY: `events` is writable for 2 entries; no timeout.
+            let n = unsafe {
+                libc::epoll_wait(self.epoll.get_ref().as_raw_fd(), events.as_mut_ptr(), 2, 0)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                guard.clear_ready();
+                continue;
+            }
+            let n = usize::try_from(n).unwrap_or(0);
+            return Ok(events[..n]
+                .iter()
+                .map(|ev| {
+                    let (mask, index) = (ev.events, ev.u64);
+                    let index = usize::try_from(index).unwrap_or(0);
+                    (index, mask & libc::EPOLLERR as u32 != 0)
+                })
+                .collect());
+        }
+    }
+
+    /// Stops watching socket `index` (level-triggered: it stays ready).
+    fn forget(&mut self, index: usize) {
+        if let Some(&fd) = self.fds.get(index) {
+            // SAFETY: no event needed for DEL.
+            let _ = unsafe {
+                libc::epoll_ctl(
+                    self.epoll.get_ref().as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd,
+                    std::ptr::null_mut(),
+                )
+            };
+        }
+    }
+}
+
+/// How long the kernel may make no progress writing a direction's last
+/// bytes before its FIN is propagated anyway (a peer that stopped reading).
+const SPLICE_FLUSH_STALL: Duration = Duration::from_secs(60);
 
 // === the system: cgroup v2, bpffs, pins, memlock ===
 

@@ -14,20 +14,31 @@ use tokio_uring::net::TcpStream;
 
 pub mod compat;
 
-/// Size of each connection's read buffer; also the largest head accepted
-/// (a larger request head is answered with 431).
+/// Size of a full read buffer (a backend connection's, or a client
+/// connection's while a large head or a body is read); also the largest
+/// head accepted (a larger request head is answered with 431).
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
 
 /// Most idle buffers a worker keeps for reuse.
 pub const DEFAULT_MAX_POOLED_BUFFERS: usize = 1024;
 
+/// Size of the small buffer a client connection reads into while it waits
+/// for a request: an idle keep-alive connection pins only this much. A head
+/// that does not fit, or a body that streams, moves the connection to a
+/// full pooled buffer ([`Conn::grow`]), given back between requests
+/// ([`Conn::shrink`]).
+pub const SMALL_BUFFER_SIZE: usize = 1024;
+
 // === impl BufPool ===
 
-/// A worker's free list of read buffers (not shared across threads).
+/// A worker's free lists of read buffers (not shared across threads):
+/// full-size ones, and [small](SMALL_BUFFER_SIZE) ones for idle client
+/// connections.
 #[derive(Debug)]
 pub struct BufPool {
     size: usize,
     free: RefCell<Vec<Vec<u8>>>,
+    small: RefCell<Vec<Vec<u8>>>,
 }
 
 impl BufPool {
@@ -36,7 +47,27 @@ impl BufPool {
         BufPool {
             size,
             free: RefCell::new(Vec::new()),
+            small: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The capacity of the pool's full-size buffers.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The capacity of its small buffers (never more than the full size).
+    pub fn small_size(&self) -> usize {
+        SMALL_BUFFER_SIZE.min(self.size)
+    }
+
+    /// An empty small buffer.
+    pub fn get_small(&self) -> Vec<u8> {
+        let size = self.small_size();
+        self.small
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(size))
     }
 
     /// An empty buffer with the pool's capacity.
@@ -47,10 +78,17 @@ impl BufPool {
             .unwrap_or_else(|| Vec::with_capacity(self.size))
     }
 
-    /// Returns a buffer for reuse.
+    /// Returns a buffer (full-size or small) for reuse.
     pub fn put(&self, mut buf: Vec<u8>) {
-        let mut free = self.free.borrow_mut();
-        if buf.capacity() >= self.size && free.len() < DEFAULT_MAX_POOLED_BUFFERS {
+        let free = if buf.capacity() >= self.size {
+            &self.free
+        } else if buf.capacity() >= self.small_size() {
+            &self.small
+        } else {
+            return;
+        };
+        let mut free = free.borrow_mut();
+        if free.len() < DEFAULT_MAX_POOLED_BUFFERS {
             buf.clear();
             free.push(buf);
         }
@@ -96,6 +134,34 @@ impl Conn {
         }
     }
 
+    /// Moves the pending bytes to a full-size buffer of `pool` if the
+    /// current one is smaller (a head that did not fit the small buffer, or
+    /// a body that streams); the small buffer goes back to the pool.
+    pub fn grow(&mut self, pool: &BufPool) {
+        if self.buf.capacity() >= pool.size() {
+            return;
+        }
+        let mut big = pool.get();
+        big.extend_from_slice(self.pending());
+        self.pos = 0;
+        pool.put(std::mem::replace(&mut self.buf, big));
+    }
+
+    /// Gives a full-size buffer back to `pool` when its pending bytes fit
+    /// a small one (between requests: an idle connection pins only a small
+    /// buffer).
+    pub fn shrink(&mut self, pool: &BufPool) {
+        let small = pool.small_size();
+        let pending = self.buf.len() - self.pos;
+        if self.buf.capacity() <= small || pending > small {
+            return;
+        }
+        let mut buf = pool.get_small();
+        buf.extend_from_slice(self.pending());
+        self.pos = 0;
+        pool.put(std::mem::replace(&mut self.buf, buf));
+    }
+
     /// The socket.
     pub fn stream(&self) -> &TcpStream {
         &self.stream
@@ -113,6 +179,11 @@ impl Conn {
             self.pos = 0;
             self.buf.clear();
         }
+    }
+
+    /// The read buffer's capacity (the most bytes that can be pending).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Whether the buffer holds nothing but unconsumed bytes: reading more

@@ -61,6 +61,11 @@ struct Args {
     /// never loads it.
     #[arg(long, value_enum, default_value_t = sluice::bpf::Mode::Auto)]
     ebpf: sluice::bpf::Mode,
+    /// Also splice upgraded (WebSocket) connections in the kernel (sk_skb
+    /// SockMap). Off by default: it pays off only for tunnels that pause
+    /// after the upgrade (docs/benchmarks.md, eBPF).
+    #[arg(long)]
+    ebpf_splice: bool,
 }
 
 /// What the control loop reacts to.
@@ -160,7 +165,8 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
     let shared = Arc::new(Shared::new(Arc::new(table)));
     // Before the workers start, so their first connections are seen; the
     // guard detaches and unpins when `run` returns.
-    let _ebpf = sluice::bpf::start(args.ebpf, &shared).map_err(|e| e.to_string())?;
+    let _ebpf =
+        sluice::bpf::start(args.ebpf, args.ebpf_splice, &shared).map_err(|e| e.to_string())?;
     let registry = Arc::new(Registry::new(config.workers));
     let control = Arc::new(Control::default());
     let (tx, rx) = mpsc::channel();

@@ -91,18 +91,23 @@ const BAD_PREFACE_ANSWER: &[u8] = &[
 /// then runs the HTTP/1.1 or HTTP/2 loop until the connection closes.
 pub async fn serve(worker: Rc<Worker>, stream: TcpStream, client: SocketAddr, port: u16) {
     let _ = stream.set_nodelay(true);
-    let mut buf = worker.bufs.get();
+    // Small: an idle connection pins little (HTTP/1.1 grows it for a large
+    // head or a streamed body, HTTP/2 for its frames).
+    let mut buf = worker.bufs.get_small();
     // A connection that has sent nothing yet is idle: a drain closes it
     // (else it would hold the drain until the header timeout).
     let first_bytes = tokio::time::timeout(worker.config.header_timeout, sniff(&stream, &mut buf));
-    let sniffed = worker
-        .unless_draining(async { Some(first_bytes.await) }, None)
-        .await;
+    // Boxed, like the protocol loops below: the connection's task itself
+    // stays small, and each phase's state is freed when it ends.
+    let sniffed = Box::pin(worker.unless_draining(async { Some(first_bytes.await) }, None)).await;
     match sniffed {
         Some(Ok(Ok(Sniffed::Http1))) => {
-            h1::serve_conn(worker, Conn::with_pending(stream, buf), client, port).await;
+            let conn = Conn::with_pending(stream, buf);
+            Box::pin(h1::serve_conn(worker, conn, client, port)).await;
         }
-        Some(Ok(Ok(Sniffed::Http2))) => h2::serve(worker, stream, buf, client, port).await,
+        Some(Ok(Ok(Sniffed::Http2))) => {
+            Box::pin(h2::serve(worker, stream, buf, client, port)).await;
+        }
         Some(Ok(Ok(Sniffed::BadPreface))) => {
             worker.bufs.put(buf);
             let mut answer = BAD_PREFACE_ANSWER.to_vec();

@@ -516,6 +516,52 @@ fn oversized_head_is_431() {
     assert!(s.backends["echo"].received().is_empty());
 }
 
+/// An idle client connection reads into a small buffer: a head larger than
+/// it, a body that arrives in parts and pipelined requests still go
+/// through, and the connection stays usable for small requests after them.
+#[test]
+fn heads_and_bodies_larger_than_the_idle_buffer() {
+    let s = misc("grow");
+    let mut c = Client::new(s.port);
+    let value = "v".repeat(6 * 1024);
+    let r = c.request("GET", "/echo/big-head", &[("x-big", &value)], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.echoed("header").contains(&format!("x-big: {value}")));
+    let r = c.request("GET", "/echo/small", &[], b"");
+    assert_eq!(r.status, 200);
+
+    // A body sent in three parts, the first with the head.
+    let body: Vec<u8> = (0..40 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    let head = format!(
+        "POST /echo/parts HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut first = head.into_bytes();
+    first.extend_from_slice(&body[..100]);
+    c.send(&first);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    c.send(&body[100..20_000]);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    c.send(&body[20_000..]);
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echoed("body-len"), vec![body.len().to_string()]);
+
+    // A chunked body split inside a chunk, then two pipelined requests.
+    c.send(b"POST /echo/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    c.send(b"lo\r\n0\r\n\r\n");
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echoed("body-len"), vec!["5".to_string()]);
+    c.send(b"GET /echo/p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo/p2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r1 = c.read_response(false);
+    let r2 = c.read_response(false);
+    assert_eq!((r1.status, r2.status), (200, 200));
+    assert!(r1.text().contains("/echo/p1") && r2.text().contains("/echo/p2"));
+    assert_eq!(c.connections, 1);
+}
+
 // === mirrors, upgrades, HTTP/1.0, failures ===
 
 const DATA_PATH: &str = r#"

@@ -27,8 +27,19 @@ pub const MAP_BACKENDS: &str = "SLUICE_BACKENDS";
 /// LRU hash map: sockets ([`SockKey`]) that have sent bytes through the TCP
 /// stack, which therefore never switch to the bypass (keeps byte order).
 pub const MAP_PASSED: &str = "SLUICE_PASSED";
+/// LRU hash map: sluice's upstream sockets to loopback backends
+/// ([`SockKey`] → `1`), recorded by sockops; their peers (the backends'
+/// sockets) are recorded too, so these may receive bypassed messages.
+pub const MAP_UPSTREAMS: &str = "SLUICE_UPSTREAMS";
 /// Per-CPU array of `u64` counters, indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "SLUICE_COUNTERS";
+/// SockHash of the spliced sockets (keyed by [`SockKey`]); the stream
+/// verdict program is attached to it.
+pub const MAP_SPLICE: &str = "SLUICE_SPLICE";
+/// Hash map: a spliced socket ([`SockKey`]) → its [`SpliceState`]. Written
+/// by the loader before the socket enters [`MAP_SPLICE`]; the programs only
+/// add to its counters.
+pub const MAP_SPLICED: &str = "SLUICE_SPLICED";
 
 /// Entries of [`MAP_SOCKS`] (two per bypassed connection).
 pub const SOCKS_MAX_ENTRIES: u32 = 65_536;
@@ -38,6 +49,8 @@ pub const LISTEN_MAX_ENTRIES: u32 = 1_024;
 pub const BACKENDS_MAX_ENTRIES: u32 = 4_096;
 /// Entries of [`MAP_PASSED`].
 pub const PASSED_MAX_ENTRIES: u32 = 16_384;
+/// Entries of [`MAP_SPLICE`] and [`MAP_SPLICED`] (two per spliced tunnel).
+pub const SPLICE_MAX_ENTRIES: u32 = 16_384;
 
 // === program names ===
 
@@ -45,6 +58,8 @@ pub const PASSED_MAX_ENTRIES: u32 = 16_384;
 pub const PROG_SOCKOPS: &str = "sluice_sockops";
 /// The sk_msg program (on [`MAP_SOCKS`]).
 pub const PROG_SK_MSG: &str = "sluice_sk_msg";
+/// The sk_skb stream verdict program (on [`MAP_SPLICE`]).
+pub const PROG_SK_SKB: &str = "sluice_sk_skb";
 
 /// Whether `a == b`, at compile time (the kernel side checks that its
 /// `#[map(name = "…")]` literals are these consts).
@@ -134,6 +149,28 @@ impl Endpoint {
     }
 }
 
+/// One spliced socket's entry in [`MAP_SPLICED`].
+///
+/// The counters only grow while the entry exists; the loader never writes
+/// an entry after inserting it (it only removes it), so the programs' adds
+/// are never overwritten.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpliceState {
+    /// The other socket of the tunnel (client socket ↔ upstream socket).
+    pub partner: SockKey,
+    /// Bytes the stream verdict redirected from this socket to the
+    /// partner's egress.
+    pub redirected_bytes: u64,
+    /// Messages (skbs) the stream verdict redirected.
+    pub redirected_msgs: u64,
+    /// Bytes sent on this socket since it was spliced, as seen by the
+    /// sk_msg program (the partner's redirected bytes, once the kernel has
+    /// actually written them): `sent_bytes` of one socket reaching
+    /// `redirected_bytes` of its partner means nothing is left in flight.
+    pub sent_bytes: u64,
+}
+
 /// A remote port as the kernel hands it to a program (network order in the
 /// low 16 bits, or shifted into the high 16 bits) → host order.
 pub const fn remote_port(raw: u32) -> u32 {
@@ -165,11 +202,20 @@ pub enum Counter {
     SkMsgPassedMsgs = 6,
     /// sk_msg: bytes passed to the TCP stack.
     SkMsgPassedBytes = 7,
+    /// sk_skb: skbs redirected to the spliced partner's egress.
+    SkSkbRedirectedMsgs = 8,
+    /// sk_skb: bytes redirected to the spliced partner's egress.
+    SkSkbRedirectedBytes = 9,
+    /// sk_skb: skbs left to the socket's own receive path (no partner:
+    /// userspace reads them).
+    SkSkbPassedMsgs = 10,
+    /// sk_skb: bytes left to the socket's own receive path.
+    SkSkbPassedBytes = 11,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 12] = [
         Counter::SockopsActive,
         Counter::SockopsPassive,
         Counter::SockopsBackend,
@@ -178,6 +224,10 @@ impl Counter {
         Counter::SkMsgRedirectedBytes,
         Counter::SkMsgPassedMsgs,
         Counter::SkMsgPassedBytes,
+        Counter::SkSkbRedirectedMsgs,
+        Counter::SkSkbRedirectedBytes,
+        Counter::SkSkbPassedMsgs,
+        Counter::SkSkbPassedBytes,
     ];
 
     /// Entries of [`MAP_COUNTERS`].
@@ -198,6 +248,10 @@ mod user {
     // SAFETY: as above.
     #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
     unsafe impl aya::Pod for super::Endpoint {}
+    // SAFETY: `#[repr(C)]`, a `SockKey` (16 bytes) then `u64`s: no
+    // padding; every bit pattern is valid.
+    #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
+    unsafe impl aya::Pod for super::SpliceState {}
 }
 
 #[cfg(test)]
@@ -216,6 +270,11 @@ mod tests {
     fn loopback() {
         assert!(Endpoint::new(0x7f00_0001, 80).is_loopback());
         assert!(!Endpoint::new(0x0a00_0001, 80).is_loopback());
+    }
+
+    #[test]
+    fn splice_state_has_no_padding() {
+        assert_eq!(core::mem::size_of::<SpliceState>(), 16 + 3 * 8);
     }
 
     #[test]

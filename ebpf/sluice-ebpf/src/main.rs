@@ -4,6 +4,7 @@
 //! | --- | --- | --- | --- |
 //! | `sluice_sockops` | sockops | a cgroup v2 | records sluice's established TCP sockets in [`SOCKS`] |
 //! | `sluice_sk_msg` | sk_msg | [`SOCKS`] | loopback bypass: a message goes straight to the peer socket's ingress |
+//! | `sluice_sk_skb` | sk_skb stream verdict | [`SPLICE`] | splice: an skb received on a spliced socket goes to its partner's egress |
 //!
 //! Which sockets are recorded (nothing else is ever touched):
 //!
@@ -22,6 +23,16 @@
 //! [`PASSED`] and never switches to the bypass, so nothing redirected can
 //! overtake bytes still in flight through the stack.
 //!
+//! The splice (a tunnel's client socket and upstream socket, inserted by
+//! the loader with their [`SPLICED`] entries): the stream verdict redirects
+//! every skb received on one to the other's egress and counts it in the
+//! socket's entry. The bypass must not feed a spliced socket's ingress
+//! message queue (the verdict never sees it): `sluice_sk_msg` passes a
+//! message through the TCP stack when its peer is spliced (and for good,
+//! [`PASSED`]), and counts the bytes sent on a spliced socket (what the
+//! partner's redirects became), so the loader knows when nothing is left in
+//! flight before it propagates a FIN.
+//!
 //! Logging goes through aya-log, filtered by `AYA_LOG_LEVEL` (the loader
 //! sets it to warnings) and never per message: warnings are at most one
 //! per second per CPU.
@@ -33,11 +44,11 @@ use aya_ebpf::bindings::{
     BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, sk_action,
 };
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use aya_ebpf::macros::{map, sk_msg, sock_ops};
+use aya_ebpf::macros::{map, sk_msg, sock_ops, stream_verdict};
 use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray, SockHash};
-use aya_ebpf::programs::{SkMsgContext, SockOpsContext};
+use aya_ebpf::programs::{SkBuffContext, SkMsgContext, SockOpsContext};
 use aya_log_ebpf::{debug, warn};
-use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey};
+use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey, SpliceState};
 
 const AF_INET: u32 = 2;
 const LOG_INTERVAL_NS: u64 = 1_000_000_000;
@@ -62,6 +73,14 @@ static UPSTREAMS: LruHashMap<SockKey, u32> =
     LruHashMap::with_max_entries(common::SOCKS_MAX_ENTRIES, 0);
 #[map(name = "SLUICE_COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::LEN, 0);
+/// Spliced sockets (inserted by the loader); the stream verdict is
+/// attached here.
+#[map(name = "SLUICE_SPLICE")]
+static SPLICE: SockHash<SockKey> = SockHash::with_max_entries(common::SPLICE_MAX_ENTRIES, 0);
+/// A spliced socket → its partner and counters (written by the loader).
+#[map(name = "SLUICE_SPLICED")]
+static SPLICED: HashMap<SockKey, SpliceState> =
+    HashMap::with_max_entries(common::SPLICE_MAX_ENTRIES, 0);
 /// Per CPU: when a warning was last logged (rate limit).
 #[map(name = "SLUICE_LOG_AT")]
 static LOG_AT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
@@ -72,6 +91,21 @@ const _: () = assert!(common::str_eq(common::MAP_LISTEN_PORTS, "SLUICE_LISTEN"))
 const _: () = assert!(common::str_eq(common::MAP_BACKENDS, "SLUICE_BACKENDS"));
 const _: () = assert!(common::str_eq(common::MAP_PASSED, "SLUICE_PASSED"));
 const _: () = assert!(common::str_eq(common::MAP_COUNTERS, "SLUICE_COUNTERS"));
+const _: () = assert!(common::str_eq(common::MAP_SPLICE, "SLUICE_SPLICE"));
+const _: () = assert!(common::str_eq(common::MAP_UPSTREAMS, "SLUICE_UPSTREAMS"));
+const _: () = assert!(common::str_eq(common::MAP_SPLICED, "SLUICE_SPLICED"));
+
+/// Adds `n` to a counter of a [`SpliceState`]. Not atomic, and need not
+/// be: each field has one writer at a time, the program running for that
+/// socket under its socket lock (the verdict from the receive path, which
+/// holds it or defers to the backlog while the socket is owned; sk_msg
+/// from `sendmsg`, which owns it).
+#[inline(always)]
+fn add(p: *mut u64, n: u64) {
+    // SAFETY: `p` points into a map value the kernel keeps alive for the
+    // program's run, 8-byte aligned (`#[repr(C)]`, `u64` fields).
+    unsafe { p.write_volatile(p.read_volatile().wrapping_add(n)) };
+}
 
 #[inline(always)]
 fn count(counter: Counter, n: u64) {
@@ -187,6 +221,29 @@ fn try_sluice_sk_msg(ctx: &SkMsgContext) -> Result<u32, u32> {
         local_port: md.local_port,
         remote_port: common::remote_port(md.remote_port),
     };
+    let spliced = SPLICED.get_ptr_mut(key);
+    if let Some(state) = spliced {
+        // A spliced socket: what it sends is its partner's redirected bytes
+        // (and, while entering, the loader's last copies).
+        // SAFETY: a map value, valid for this run.
+        add(unsafe { &raw mut (*state).sent_bytes }, size);
+    }
+    if spliced.is_some() || SPLICED.get_ptr(key.peer()).is_some() {
+        // A spliced socket sends through the stack: the kernel writes its
+        // partner's bytes from a work queue with MSG_DONTWAIT, and a
+        // redirect to a peer's ingress that finds no room fails for good
+        // (the bytes are dropped), where the TCP stack says "again".
+        // The peer is spliced: its stream verdict only sees its TCP receive
+        // queue, never its ingress message queue. Either way, through the
+        // stack, now and for good (bytes already redirected to the peer's
+        // ingress are read before its receive queue, so order holds).
+        if PASSED.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
+            warn!(ctx, "cannot remember a passed socket");
+        }
+        count(Counter::SkMsgPassedMsgs, 1);
+        count(Counter::SkMsgPassedBytes, size);
+        return Ok(sk_action::SK_PASS);
+    }
     if PASSED.get_ptr(key).is_some() {
         count(Counter::SkMsgPassedMsgs, 1);
         count(Counter::SkMsgPassedBytes, size);
@@ -207,6 +264,47 @@ fn try_sluice_sk_msg(ctx: &SkMsgContext) -> Result<u32, u32> {
         count(Counter::SkMsgPassedBytes, size);
     }
     Ok(sk_action::SK_PASS)
+}
+
+// === sk_skb stream verdict ===
+
+#[stream_verdict]
+pub fn sluice_sk_skb(ctx: SkBuffContext) -> u32 {
+    let skb = &ctx.skb;
+    let len = u64::from(ctx.len());
+    let key = SockKey {
+        local_ip4: skb.local_ipv4(),
+        remote_ip4: skb.remote_ipv4(),
+        local_port: skb.local_port(),
+        remote_port: common::remote_port(skb.remote_port()),
+    };
+    if len == 0 {
+        // The FIN's empty skb (the receive path hands it over too). Never
+        // redirect it: the partner's work queue takes a 0-byte send for a
+        // broken pipe and stops sending for good. The FIN itself is the
+        // loader's business (it sees the EOF and shuts the partner down).
+        return sk_action::SK_DROP;
+    }
+    if let Some(state) = SPLICED.get_ptr_mut(key) {
+        // SAFETY: a map value, valid for this run.
+        let mut partner = unsafe { (*state).partner };
+        let verdict = SPLICE.redirect_skb(&ctx, &mut partner, 0);
+        if verdict == i64::from(sk_action::SK_PASS) {
+            // SAFETY: as above.
+            unsafe {
+                add(&raw mut (*state).redirected_bytes, len);
+                add(&raw mut (*state).redirected_msgs, 1);
+            }
+            count(Counter::SkSkbRedirectedMsgs, 1);
+            count(Counter::SkSkbRedirectedBytes, len);
+            return sk_action::SK_PASS;
+        }
+    }
+    // No partner (any more): the bytes stay on this socket, where the
+    // loader reads them in userspace.
+    count(Counter::SkSkbPassedMsgs, 1);
+    count(Counter::SkSkbPassedBytes, len);
+    sk_action::SK_PASS
 }
 
 #[cfg(not(test))]

@@ -70,14 +70,27 @@ pub const FROM_BACKEND: Source = Source {
 /// # Errors
 ///
 /// The stream's error (reset, connection gone).
-pub async fn send_all(to: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), h2::Error> {
+pub async fn send_all(to: &mut SendStream<Bytes>, data: Bytes) -> Result<(), h2::Error> {
+    send_parts(to, data, false).await
+}
+
+/// [`send_all`], the last DATA frame ending the stream when `end` (an
+/// empty one when `data` is empty).
+async fn send_parts(
+    to: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+) -> Result<(), h2::Error> {
+    if data.is_empty() && end {
+        return to.send_data(data, true);
+    }
     while !data.is_empty() {
         to.reserve_capacity(data.len());
         match poll_fn(|cx| to.poll_capacity(cx)).await {
             Some(Ok(0)) => {}
             Some(Ok(n)) => {
                 let part = data.split_to(n.min(data.len()));
-                to.send_data(part, false)?;
+                to.send_data(part, end && data.is_empty())?;
             }
             Some(Err(e)) => return Err(e),
             None => return Err(h2::Error::from(Reason::CANCEL)),
@@ -132,6 +145,44 @@ pub async fn copy_length(
             .min(BODY_CHUNK);
         send_pending(from, to, take, tee).await?;
         n -= take as u64;
+    }
+    Ok(())
+}
+
+/// [`copy_length`], the last DATA frame ending the stream: no empty DATA
+/// frame just for END_STREAM (an empty one when `n` is 0).
+///
+/// # Errors
+///
+/// See [`CopyError`].
+pub async fn copy_length_to_end(
+    from: &mut Conn,
+    to: &mut SendStream<Bytes>,
+    mut n: u64,
+    source: Source,
+    tee: &mut Tee,
+) -> Result<(), CopyError> {
+    if n == 0 {
+        return to
+            .send_data(Bytes::new(), true)
+            .map_err(|_| CopyError::Write);
+    }
+    while n > 0 {
+        if from.pending().is_empty() {
+            fill(from, source).await?;
+        }
+        let take = from
+            .pending()
+            .len()
+            .min(usize::try_from(n).unwrap_or(usize::MAX))
+            .min(BODY_CHUNK);
+        let data = Bytes::copy_from_slice(&from.pending()[..take]);
+        from.consume(take);
+        tee.push(&data);
+        n -= take as u64;
+        send_parts(to, data, n == 0)
+            .await
+            .map_err(|_| CopyError::Write)?;
     }
     Ok(())
 }

@@ -50,22 +50,51 @@ use crate::upstream;
 /// Serves one client connection until it closes or must be closed.
 pub async fn serve(worker: Rc<Worker>, stream: TcpStream, client: SocketAddr, port: u16) {
     let _ = stream.set_nodelay(true);
-    let conn = Conn::new(stream, worker.bufs.get());
+    let conn = Conn::new(stream, worker.bufs.get_small());
     serve_conn(worker, conn, client, port).await;
 }
 
 /// Serves a client connection whose first bytes may already be pending in
 /// `conn` (read while sniffing the protocol).
+///
+/// Between requests the connection holds only a small read buffer
+/// ([`Conn::shrink`]) and no write buffer: `out` is taken from the
+/// worker's pool once a head is in and given back after the answer.
 pub async fn serve_conn(worker: Rc<Worker>, mut conn: Conn, client: SocketAddr, port: u16) {
     let mut head = Head::default();
-    let mut out = Vec::with_capacity(1024);
-    while serve_one(&worker, &mut conn, &mut head, &mut out, client, port).await {}
+    loop {
+        let mut started = false;
+        let read = read_head(&worker, &mut conn, &mut head, &mut started);
+        let read = tokio::time::timeout(worker.config.header_timeout, read);
+        let read = worker.unless_draining(read, Ok(Ok(false))).await; // idle: close on drain
+        let mut out = worker.bufs.get_small();
+        let read = Read {
+            result: read,
+            started,
+        };
+        // Boxed: the state of a request in progress is not carried by an
+        // idle connection's task.
+        let serve = serve_one(&worker, &mut conn, &head, read, &mut out, client, port);
+        let keep = Box::pin(serve).await;
+        worker.bufs.put(out);
+        if !keep {
+            break;
+        }
+        conn.shrink(&worker.bufs);
+    }
     worker.bufs.put(conn.into_buffer());
 }
 
 /// Reads one request head into `head`: `Ok(false)` on a clean close
-/// between requests. `started` is set once a byte of the head is in.
-async fn read_head(conn: &mut Conn, head: &mut Head, started: &mut bool) -> Result<bool, Error> {
+/// between requests. `started` is set once a byte of the head is in. A
+/// head that does not fit the connection's small buffer moves it to a
+/// full-size one; one that does not fit that is too large.
+async fn read_head(
+    worker: &Worker,
+    conn: &mut Conn,
+    head: &mut Head,
+    started: &mut bool,
+) -> Result<bool, Error> {
     loop {
         *started |= !conn.pending().is_empty();
         match h1::parse_request(conn.pending(), head) {
@@ -74,7 +103,10 @@ async fn read_head(conn: &mut Conn, head: &mut Head, started: &mut bool) -> Resu
             Err(e) => return Err(Error::new(Kind::DownstreamMalformedHead(e))),
         }
         if conn.is_full() {
-            return Err(Error::new(Kind::DownstreamHeadTooLarge));
+            if conn.capacity() >= worker.bufs.size() {
+                return Err(Error::new(Kind::DownstreamHeadTooLarge));
+            }
+            conn.grow(&worker.bufs);
         }
         match conn.fill().await {
             Ok(0) if conn.pending().is_empty() => return Ok(false),
@@ -85,25 +117,31 @@ async fn read_head(conn: &mut Conn, head: &mut Head, started: &mut bool) -> Resu
     }
 }
 
-/// Serves one request; whether the connection stays open.
+/// How waiting for a request head ended: the head read (or its error,
+/// or the header timeout), and whether a byte of it had arrived.
+struct Read {
+    result: Result<Result<bool, Error>, tokio::time::error::Elapsed>,
+    started: bool,
+}
+
+/// Serves one request whose head was waited for (`read`); whether the
+/// connection stays open.
 async fn serve_one(
     worker: &Rc<Worker>,
     conn: &mut Conn,
-    head: &mut Head,
+    head: &Head,
+    read: Read,
     out: &mut Vec<u8>,
     client: SocketAddr,
     port: u16,
 ) -> bool {
     let log = worker.config.access_log;
-    let mut started = false;
-    let read = read_head(conn, head, &mut started);
-    let read = tokio::time::timeout(worker.config.header_timeout, read);
-    let read = worker.unless_draining(read, Ok(Ok(false))).await; // idle: close on drain
+    let started = read.started;
     // Held until the request ends: it finishes on the table it started with.
     let snapshot = worker.snapshot.current();
     let table = &snapshot.table;
     let mut ctx = Ctx::new(client, port);
-    match read {
+    match read.result {
         Ok(Ok(true)) => {}
         // A head begun but not finished in time (slowloris): 408. The read
         // still in flight completes when the socket is shut down.
@@ -173,10 +211,21 @@ async fn serve_one(
     conn.consume(head.len);
     // A malformed chunked body already in the buffer (the usual shape of a
     // smuggling attempt: one packet) is refused before anything is sent.
-    if framing == Framing::Chunked && prevalidate_chunked(conn.pending()).is_err() {
-        let e = Error::new(Kind::DownstreamMalformedBody);
-        fail_to_proxy(&mut ctx, conn.stream(), e, out, log).await;
-        return false;
+    let body_buffered = match framing {
+        Framing::Empty | Framing::UntilClose => true,
+        Framing::Length(n) => conn.pending().len() as u64 >= n,
+        Framing::Chunked => match prevalidate_chunked(conn.pending()) {
+            Ok(done) => done,
+            Err(_) => {
+                let e = Error::new(Kind::DownstreamMalformedBody);
+                fail_to_proxy(&mut ctx, conn.stream(), e, out, log).await;
+                return false;
+            }
+        },
+    };
+    // A body still to be read streams through a full-size buffer.
+    if !body_buffered && matches!(action, Action::Forward { .. }) {
+        conn.grow(&worker.bufs);
     }
 
     match action {
@@ -199,14 +248,15 @@ async fn serve_one(
     }
 }
 
-/// Runs a throw-away decoder over the body bytes already read.
-fn prevalidate_chunked(mut pending: &[u8]) -> Result<(), h1::CodecError> {
+/// Runs a throw-away decoder over the body bytes already read: whether
+/// they hold the whole body.
+fn prevalidate_chunked(mut pending: &[u8]) -> Result<bool, h1::CodecError> {
     let mut decoder = ChunkedDecoder::default();
     while !pending.is_empty() && !decoder.is_done() {
         let step = decoder.decode(pending)?;
         pending = &pending[step.consumed..];
     }
-    Ok(())
+    Ok(decoder.is_done())
 }
 
 /// `fail_to_proxy`: answers an error's status (if it has one) and closes.
@@ -292,24 +342,57 @@ async fn proxy(
     out.clear();
     let client_framing = phase::response_filter(ctx, &resp, buf, rframing, out);
     upstream.consume(resp.len);
-    if conn.write_all(out).await.is_err() {
-        return false;
-    }
+    // The head goes out in one write with the body bytes already read
+    // (a small response: head and whole body in one send).
     let to = conn.stream();
+    let head = out.len();
     let body = match (client_framing, rframing) {
-        (ClientFraming::Empty, _) => Ok(()),
+        (ClientFraming::Empty, _) => write_head(to, out).await,
         (_, Framing::Length(n)) => {
-            copy_length(&mut upstream, to, n, RESPONSE, &mut Tee::none()).await
+            let take = upstream
+                .pending()
+                .len()
+                .min(usize::try_from(n).unwrap_or(usize::MAX));
+            out.extend_from_slice(&upstream.pending()[..take]);
+            upstream.consume(take);
+            match write_head(to, out).await {
+                Ok(()) if n > take as u64 => {
+                    let rest = n - take as u64;
+                    copy_length(&mut upstream, to, rest, RESPONSE, &mut Tee::none()).await
+                }
+                r => r,
+            }
         }
         (ClientFraming::Chunked, Framing::Chunked) => {
-            copy_chunked(&mut upstream, to, out, true, RESPONSE, &mut Tee::none()).await
+            copy_chunked(
+                &mut upstream,
+                to,
+                out,
+                head,
+                true,
+                RESPONSE,
+                &mut Tee::none(),
+            )
+            .await
         }
         (_, Framing::Chunked) => {
-            copy_chunked(&mut upstream, to, out, false, RESPONSE, &mut Tee::none()).await
+            copy_chunked(
+                &mut upstream,
+                to,
+                out,
+                head,
+                false,
+                RESPONSE,
+                &mut Tee::none(),
+            )
+            .await
         }
-        (framing, _) => {
-            copy_until_close(&mut upstream, to, out, framing == ClientFraming::Chunked).await
-        }
+        (framing, _) => match write_head(to, out).await {
+            Ok(()) => {
+                copy_until_close(&mut upstream, to, out, framing == ClientFraming::Chunked).await
+            }
+            r => r,
+        },
     };
     if let Err(e) = body {
         abort_upstream(worker, upstream);
@@ -324,6 +407,14 @@ async fn proxy(
     }
     phase::logging(ctx, log);
     ctx.keep_alive
+}
+
+/// Writes the response head in `out` (and the body bytes after it) to the
+/// client.
+async fn write_head(to: &TcpStream, out: &mut Vec<u8>) -> Result<(), Error> {
+    io::write_all(to, out)
+        .await
+        .map_err(|e| Error::new_io(Kind::DownstreamIo, e))
 }
 
 /// `fail_to_connect` / `error_while_proxy`: the exchange failed before a
@@ -401,6 +492,11 @@ async fn exchange(
 
 /// Sends the head and body (teeing the body to the mirrors) and reads the
 /// final response head; a `101` is final only for an `upgrade` request.
+///
+/// The head goes out in one write with the body bytes already read; they
+/// are consumed only once that write succeeded, so that a failed first
+/// write ([retryable](Error::retryable)) leaves `request_head` and the
+/// client's buffer as they were.
 async fn send_and_receive(
     upstream: &mut Conn,
     conn: &mut Conn,
@@ -410,17 +506,31 @@ async fn send_and_receive(
     upgrade: bool,
     tee: &mut Tee,
 ) -> Result<(), Error> {
-    upstream
-        .write_all(request_head)
-        .await
-        .map_err(|e| Error::new_io(Kind::UpstreamIo, e).retryable())?;
     let to = upstream.stream();
     match framing {
-        Framing::Empty | Framing::UntilClose => {}
-        Framing::Length(n) => copy_length(conn, to, n, REQUEST, tee).await?,
+        Framing::Empty | Framing::UntilClose => io::write_all(to, request_head)
+            .await
+            .map_err(|e| Error::new_io(Kind::UpstreamIo, e).retryable())?,
+        Framing::Length(n) => {
+            let head = request_head.len();
+            let take = conn
+                .pending()
+                .len()
+                .min(usize::try_from(n).unwrap_or(usize::MAX));
+            request_head.extend_from_slice(&conn.pending()[..take]);
+            let written = io::write_all(to, request_head).await;
+            request_head.truncate(head);
+            written.map_err(|e| Error::new_io(Kind::UpstreamIo, e).retryable())?;
+            tee.push(&conn.pending()[..take]);
+            conn.consume(take);
+            if n > take as u64 {
+                copy_length(conn, to, n - take as u64, REQUEST, tee).await?;
+            }
+        }
         Framing::Chunked => {
-            let mut scratch = Vec::new();
-            copy_chunked(conn, to, &mut scratch, true, REQUEST, tee).await?;
+            let mut scratch = request_head.clone();
+            let head = scratch.len();
+            copy_chunked(conn, to, &mut scratch, head, true, REQUEST, tee).await?;
         }
     }
     tee.finish();
@@ -649,21 +759,41 @@ async fn copy_length(
 
 /// Decodes a chunked body and writes its data, re-encoded as chunks (each
 /// read batch becomes at most one write) or raw; `tee`'s mirrors get a copy
-/// of what is written.
+/// of what is written (not of the head).
+///
+/// The first `head` bytes of `out` (a message head) go out with the first
+/// body bytes, in one write, or alone before waiting for body bytes. Input
+/// is consumed only once its write succeeded: an error on the first write
+/// is [retryable](Error::retryable) when nothing of `from` was consumed.
 async fn copy_chunked(
     from: &mut Conn,
     to: &TcpStream,
     out: &mut Vec<u8>,
+    mut head: usize,
     encode: bool,
     sides: Sides,
     tee: &mut Tee,
 ) -> Result<(), Error> {
+    // Nothing written or consumed yet: a failed write may be retried.
+    let mut untouched = head > 0;
+    let write_error = |e, untouched: bool| {
+        let e = Error::new_io(sides.write, e);
+        if untouched { e.retryable() } else { e }
+    };
     let mut decoder = ChunkedDecoder::default();
     loop {
         if from.pending().is_empty() {
+            if head > 0 {
+                out.truncate(head);
+                io::write_all(to, out)
+                    .await
+                    .map_err(|e| write_error(e, untouched))?;
+                head = 0;
+                untouched = false;
+            }
             fill(from, sides).await?;
         }
-        out.clear();
+        out.truncate(head);
         let mut consumed = 0;
         let input = from.pending();
         while consumed < input.len() && !decoder.is_done() {
@@ -678,16 +808,19 @@ async fn copy_chunked(
             }
             consumed += step.consumed;
         }
-        from.consume(consumed);
         if decoder.is_done() && encode {
             out.extend_from_slice(CHUNKED_END);
         }
-        if !out.is_empty() {
-            tee.push(out);
+        if out.len() > head {
             io::write_all(to, out)
                 .await
-                .map_err(|e| Error::new_io(sides.write, e))?;
+                .map_err(|e| write_error(e, untouched))?;
+            tee.push(&out[head..]);
+            head = 0;
+            untouched = false;
         }
+        from.consume(consumed);
+        untouched &= consumed == 0;
         if decoder.is_done() {
             return Ok(());
         }
@@ -749,6 +882,8 @@ async fn switch_protocols(
     phase::response_filter(ctx, resp, upstream.pending(), Framing::Empty, out);
     upstream.consume(resp.len);
     if conn.write_all(out).await.is_ok() {
+        // The tunnel reads through full-size buffers on both sides.
+        conn.grow(&worker.bufs);
         tunnel(conn, &mut upstream).await;
     } else {
         ctx.error = Some(Kind::DownstreamIo);
@@ -784,13 +919,42 @@ pub struct Tunnelled {
 pub async fn tunnel(client: &mut Conn, upstream: &mut Conn) -> Tunnelled {
     let (client_stream, client_buf) = client.parts_mut();
     let (upstream_stream, upstream_buf) = upstream.parts_mut();
+    let mut flushed = Tunnelled::default();
+    if crate::bpf::splice_loaded() {
+        // The kernel splice (`crate::bpf`, "Handover protocol"): first the
+        // bytes already read on either side, so nothing of the tunnel stays
+        // in userspace; then, if the kernel takes the pair, only wait for
+        // its end. A tunnel is never taken back before it closes.
+        for (buf, to, n) in [
+            (&mut *client_buf, upstream_stream, &mut flushed.to_upstream),
+            (&mut *upstream_buf, client_stream, &mut flushed.to_client),
+        ] {
+            if !buf.is_empty() {
+                *n = buf.len() as u64;
+                if io::write_all(to, buf).await.is_err() {
+                    let _ = client_stream.shutdown(Shutdown::Both);
+                    let _ = upstream_stream.shutdown(Shutdown::Both);
+                }
+                buf.clear();
+            }
+        }
+        crate::bpf::count_tunnel_userspace(flushed.to_upstream + flushed.to_client);
+        if let Some(spliced) = crate::bpf::splice(client_stream, upstream_stream).await {
+            let carried = spliced.run(client_stream, upstream_stream).await;
+            return Tunnelled {
+                to_upstream: flushed.to_upstream + carried.to_upstream,
+                to_client: flushed.to_client + carried.to_client,
+            };
+        }
+    }
     let (to_upstream, to_client) = tokio::join!(
         copy_half(client_stream, upstream_stream, client_buf),
         copy_half(upstream_stream, client_stream, upstream_buf),
     );
+    crate::bpf::count_tunnel_userspace(to_upstream + to_client);
     Tunnelled {
-        to_upstream,
-        to_client,
+        to_upstream: flushed.to_upstream + to_upstream,
+        to_client: flushed.to_client + to_client,
     }
 }
 

@@ -928,9 +928,11 @@ async fn forward_h1(
     if !end {
         let send = sent.insert(send);
         let none = &mut Tee::none();
+        // A Length body's last DATA frame ends the stream; the others
+        // end with an empty DATA frame.
         let copied = match rframing {
             Framing::Length(n) => {
-                bridge::copy_length(&mut upstream, send, n, FROM_BACKEND, none).await
+                bridge::copy_length_to_end(&mut upstream, send, n, FROM_BACKEND, none).await
             }
             Framing::Chunked => bridge::copy_chunked(&mut upstream, send, FROM_BACKEND, none).await,
             _ => bridge::copy_until_close(&mut upstream, send, FROM_BACKEND).await,
@@ -940,7 +942,7 @@ async fn forward_h1(
             Err(CopyError::Write) => return Err(Failure::ClientReset),
             Err(CopyError::Read(e)) => return Err(Failure::AfterResponse(e)),
         }
-        if send.send_data(Bytes::new(), true).is_err() {
+        if !matches!(rframing, Framing::Length(_)) && send.send_data(Bytes::new(), true).is_err() {
             return Err(Failure::ClientReset);
         }
     }

@@ -15,8 +15,12 @@ use std::time::{Duration, Instant};
 
 use crate::io::Conn;
 
-/// Most idle connections kept per backend address.
-pub const DEFAULT_MAX_IDLE_PER_ADDR: usize = 64;
+/// Most idle connections kept per backend address. An h2c client
+/// connection can have up to 256 streams (and a worker many such
+/// connections) each holding one HTTP/1.1 backend connection at a time; a
+/// bound below the streams in flight makes every burst close and reconnect
+/// the excess (a TCP connect and close per request under load).
+pub const DEFAULT_MAX_IDLE_PER_ADDR: usize = 1024;
 
 /// How long an idle connection is kept (backends commonly close after 60 s;
 /// staying below that avoids most races with their close).
@@ -55,12 +59,12 @@ impl Pool {
         }
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(addr).or_default();
-        list.retain(|e| e.since.elapsed() < DEFAULT_IDLE_TIMEOUT);
+        // Entries are pushed in time order: the expired ones are a prefix.
+        let now = Instant::now();
+        let expired = list.partition_point(|e| now.duration_since(e.since) >= DEFAULT_IDLE_TIMEOUT);
+        list.drain(..expired);
         if list.len() < DEFAULT_MAX_IDLE_PER_ADDR {
-            list.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            list.push(Idle { conn, since: now });
         }
     }
 

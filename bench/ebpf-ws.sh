@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# WebSocket echo throughput through sluice, --ebpf off vs on, in one run.
+#
+#   bench/ebpf-ws.sh [--rounds N] [--mib M] [--tunnels T] [--sluice PATH]
+#
+# A WebSocket echo backend (Python, a thread per connection) on 127.0.0.1
+# and the client both run on CPU 1; sluice runs alone on CPU 0 with one
+# worker. Per run, T tunnels at once (default 4) each send M MiB (default
+# 256) and read the echo back (checked by length). Modes, alternated per
+# round: `off` (--ebpf off), `bypass` (--ebpf on:
+# loopback bypass only, tunnel copied in userspace) and `splice` (--ebpf on --ebpf-splice:
+# the sk_skb splice). Prints, per mode, the median over the rounds of: echo
+# throughput in MB/s (bytes echoed / wall time, one direction) and the CPU
+# cost on the proxy's core per GB echoed (busy jiffies of CPU 0 from
+# /proc/stat via bench/h1_helper.py — everything but idle and iowait,
+# softirq included — in ms per GB), plus sluice's
+# sluice_tunnel_userspace_bytes_total at the end of the run. Needs root.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HELPER="$ROOT/bench/h1_helper.py"
+rounds=3 mib=256 tunnels=4 sluice_bin=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    --mib) mib=$2; shift 2 ;;
+    --tunnels) tunnels=$2; shift 2 ;;
+    --sluice) sluice_bin=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$sluice_bin" ]; then
+  (cd "$ROOT" && cargo build --release -p sluice >/dev/null)
+  sluice_bin="$ROOT/target/release/sluice"
+fi
+TMP=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+read -r backend_port proxy_port admin_port <<<"$(python3 "$HELPER" ports 3 | tr "\n" " ")"
+
+cat >"$TMP/ws.py" <<'PY'
+import socket, sys, threading, time
+def backend(port):
+    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port)); ls.listen(512)
+    def serve(c):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = c.recv(65536)
+            if not d: return
+            buf += d
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        if rest: c.sendall(rest)
+        while True:
+            d = c.recv(1 << 18)
+            if not d: break
+            c.sendall(d)
+        c.close()
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+def client(port, mib, tunnels):
+    size = mib << 20
+    block = bytes(range(256)) * 1024
+    done = []
+    def one():
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /ws HTTP/1.1\r\nhost: ws.bench\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(4096)
+        got = len(buf.split(b"\r\n\r\n", 1)[1])
+        def send():
+            left = size
+            while left > 0:
+                n = min(left, len(block)); s.sendall(block[:n]); left -= n
+            s.shutdown(socket.SHUT_WR)
+        t = threading.Thread(target=send); t.start()
+        while True:
+            d = s.recv(1 << 18)
+            if not d: break
+            got += len(d)
+        t.join(); s.close(); done.append(got)
+    start = time.monotonic()
+    ts = [threading.Thread(target=one) for _ in range(tunnels)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    wall = time.monotonic() - start
+    ok = all(g == size for g in done)
+    print(f"{wall:.4f} {sum(done)} {int(ok)}")
+if sys.argv[1] == "backend": backend(int(sys.argv[2]))
+else: client(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+PY
+
+taskset -c 1 python3 "$TMP/ws.py" backend "$backend_port" & pids+=($!)
+cat >"$TMP/routes.yaml" <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: bench, namespace: bench}
+spec:
+  gatewayClassName: sluice
+  listeners:
+  - {name: http, protocol: HTTP, port: $proxy_port}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: all, namespace: bench}
+spec:
+  parentRefs: [{name: bench}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: backend, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: backend-bench
+  namespace: bench
+  labels: {kubernetes.io/service-name: backend}
+addressType: IPv4
+ports: [{name: http, port: $backend_port, protocol: TCP}]
+endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
+EOF
+
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+wait_port "$backend_port"
+rows="$TMP/rows"; : >"$rows"
+for r in $(seq "$rounds"); do
+  for mode in off bypass splice; do
+    case $mode in
+      off) flags=(--ebpf off) ;;
+      bypass) flags=(--ebpf on) ;;
+      splice) flags=(--ebpf on --ebpf-splice) ;;
+    esac
+    taskset -c 0 "$sluice_bin" --workers 1 --bind 127.0.0.1 --admin "127.0.0.1:$admin_port" \
+      "${flags[@]}" "$TMP/routes.yaml" >"$TMP/sluice-$mode.log" 2>&1 &
+    sp=$!; pids+=("$sp")
+    wait_port "$proxy_port" || { cat "$TMP/sluice-$mode.log" >&2; exit 1; }
+    read -r b0 t0 < <(python3 "$HELPER" cpu 0)
+    read -r wall bytes ok < <(taskset -c 1 python3 "$TMP/ws.py" client "$proxy_port" "$mib" "$tunnels")
+    read -r b1 t1 < <(python3 "$HELPER" cpu 0)
+    userspace=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^sluice_tunnel_userspace_bytes_total/ {print $2}')
+    kill "$sp"; wait "$sp" 2>/dev/null || true
+    hz=$(getconf CLK_TCK)
+    python3 - "$mode" "$wall" "$bytes" "$ok" "$((b1 - b0))" "$hz" "${userspace:-0}" >>"$rows" <<'PY'
+import sys
+mode, wall, nbytes, ok, busy, hz, us = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
+mbs = nbytes / wall / 1e6
+ms_per_gb = busy / hz * 1000 / (nbytes / 1e9)
+print(mode, f"{mbs:.1f}", f"{ms_per_gb:.1f}", ok, f"{us:.0f}")
+PY
+    tail -1 "$rows" | awk -v r="$r" '{printf "round %s %-7s %8s MB/s  %8s ms CPU0/GB  ok=%s  userspace=%s B\n", r, $1, $2, $3, $4, $5}'
+  done
+done
+echo
+echo "median of $rounds rounds ($tunnels tunnels x $mib MiB echoed each):"
+python3 - "$rows" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+base = None
+for mode in ["off", "bypass", "splice"]:
+    r = [x for x in rows if x[0] == mode]
+    mbs = statistics.median(float(x[1]) for x in r)
+    cpu = statistics.median(float(x[2]) for x in r)
+    us = statistics.median(float(x[4]) for x in r)
+    if base is None: base = cpu
+    print(f"| {mode} | {mbs:.0f} MB/s | {cpu:.0f} ms/GB | {cpu/base:.2f}x | {us/1e6:.1f} MB |")
+PY
