@@ -14,11 +14,10 @@ use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_yaml::Value;
 use support::{
-    Backend, Blackhole, Client, Proxy, RawBackend, Silent, WAIT, WsBackend, endpoint_slice,
-    free_port, seed_dir, tally, temp_dir,
+    Backend, Blackhole, Client, Proxy, RawBackend, Silent, WAIT, WsBackend, assert_split,
+    backend_names, case_headers, endpoint_slice, free_port, seed_dir, temp_dir,
 };
 
 /// A proxy started on the seed gateway (its port 80 replaced by a free
@@ -27,33 +26,6 @@ struct Setup {
     proxy: Proxy,
     port: u16,
     backends: BTreeMap<String, Backend>,
-}
-
-/// Every `backendRefs[].name` and `backendRef.name` in `yaml`.
-fn backend_names(value: &Value, names: &mut Vec<String>) {
-    match value {
-        Value::Mapping(map) => {
-            for (k, v) in map {
-                match (k.as_str(), v) {
-                    (Some("backendRefs"), Value::Sequence(refs)) => {
-                        for r in refs {
-                            if let Some(name) = r.get("name").and_then(Value::as_str) {
-                                names.push(name.to_string());
-                            }
-                        }
-                    }
-                    (Some("backendRef"), r) => {
-                        if let Some(name) = r.get("name").and_then(Value::as_str) {
-                            names.push(name.to_string());
-                        }
-                    }
-                    _ => backend_names(v, names),
-                }
-            }
-        }
-        Value::Sequence(seq) => seq.iter().for_each(|v| backend_names(v, names)),
-        _ => {}
-    }
 }
 
 /// `dead` services get an EndpointSlice at a port nobody listens on.
@@ -77,12 +49,7 @@ fn setup_with(
         .unwrap()
         .replace("port: 80\n", &format!("port: {port}\n"))
         .replace("port: 50051", &format!("port: {}", free_port()));
-    let mut names = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(routes) {
-        backend_names(&Value::deserialize(doc).unwrap(), &mut names);
-    }
-    names.sort();
-    names.dedup();
+    let names = backend_names(routes);
     let mut backends = BTreeMap::new();
     let mut slices = String::new();
     for name in &names {
@@ -131,19 +98,7 @@ fn run_seed_file(file: &str) {
     for case in cases {
         let request = case["request"].as_str().unwrap();
         let (method, target) = request.split_once(' ').unwrap();
-        let headers: Vec<(String, String)> = case["headers"]
-            .as_mapping()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().unwrap().to_string(),
-                            v.as_str().unwrap().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = case_headers(case);
         let headers: Vec<(&str, &str)> = headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -159,18 +114,7 @@ fn run_seed_file(file: &str) {
                     r.header("x-backend").unwrap().to_string()
                 })
                 .collect();
-            let counts = tally(got);
-            let tolerance = case["tolerance"].as_f64().unwrap();
-            for (name, share) in case["split"].as_mapping().unwrap() {
-                let name = name.as_str().unwrap();
-                let want = share.as_f64().unwrap();
-                let have = *counts.get(name).unwrap_or(&0) as f64 / repeat as f64;
-                assert!(
-                    (have - want).abs() <= tolerance,
-                    "{name}: {have} vs {want}; {counts:?}\n{}",
-                    context()
-                );
-            }
+            assert_split(case, got, &context);
             assert_eq!(client.connections, 1, "keep-alive across {repeat} requests");
             continue;
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use h2_support::frames::{self, Outcome, Raw};
 use h2_support::{H2Client, Kind, Setup};
 use serde_yaml::Value;
-use support::{Client, seed_dir, tally};
+use support::{Client, assert_split, case_headers, seed_dir};
 
 // === every HTTP seed case, over h2c ===
 
@@ -31,19 +31,7 @@ fn run_seed_file(file: &str) {
     for case in cases {
         let request = case["request"].as_str().unwrap();
         let (method, target) = request.split_once(' ').unwrap();
-        let headers: Vec<(String, String)> = case["headers"]
-            .as_mapping()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().unwrap().to_string(),
-                            v.as_str().unwrap().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = case_headers(case);
         let headers: Vec<(&str, &str)> = headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -59,18 +47,7 @@ fn run_seed_file(file: &str) {
                     r.header("x-backend").unwrap().to_string()
                 })
                 .collect();
-            let counts = tally(got);
-            let tolerance = case["tolerance"].as_f64().unwrap();
-            for (name, share) in case["split"].as_mapping().unwrap() {
-                let name = name.as_str().unwrap();
-                let want = share.as_f64().unwrap();
-                let have = *counts.get(name).unwrap_or(&0) as f64 / repeat as f64;
-                assert!(
-                    (have - want).abs() <= tolerance,
-                    "{name}: {have} vs {want}; {counts:?}\n{}",
-                    context()
-                );
-            }
+            assert_split(case, got, &context);
             continue;
         }
 

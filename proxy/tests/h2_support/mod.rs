@@ -29,10 +29,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_yaml::Value;
 
-use crate::support::{Backend, Proxy, endpoint_slice, free_port, seed_dir, temp_dir};
+use crate::support::{
+    Backend, Proxy, backend_names, endpoint_slice, free_port, seed_dir, temp_dir,
+};
 
 /// The EndpointSlice that points Service `name` (namespace `ns`) at an h2c
 /// backend on 127.0.0.1:`port` (`appProtocol: kubernetes.io/h2c`).
@@ -40,42 +40,6 @@ pub fn endpoint_slice_h2c(ns: &str, name: &str, port: u16) -> String {
     format!(
         "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-test\n  namespace: {ns}\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: grpc, port: {port}, protocol: TCP, appProtocol: kubernetes.io/h2c}}]\nendpoints: [{{addresses: [\"127.0.0.1\"], conditions: {{ready: true}}}}]\n"
     )
-}
-
-/// Every `backendRefs[].name` and `backendRef.name` (mirrors) in `yaml`.
-pub fn backend_names(routes: &str) -> Vec<String> {
-    fn walk(value: &Value, names: &mut Vec<String>) {
-        match value {
-            Value::Mapping(map) => {
-                for (k, v) in map {
-                    match (k.as_str(), v) {
-                        (Some("backendRefs"), Value::Sequence(refs)) => {
-                            for r in refs {
-                                if let Some(name) = r.get("name").and_then(Value::as_str) {
-                                    names.push(name.to_string());
-                                }
-                            }
-                        }
-                        (Some("backendRef"), r) => {
-                            if let Some(name) = r.get("name").and_then(Value::as_str) {
-                                names.push(name.to_string());
-                            }
-                        }
-                        _ => walk(v, names),
-                    }
-                }
-            }
-            Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, names)),
-            _ => {}
-        }
-    }
-    let mut names = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(routes) {
-        walk(&Value::deserialize(doc).unwrap(), &mut names);
-    }
-    names.sort();
-    names.dedup();
-    names
 }
 
 /// What a backend name is given in a [`Setup`].

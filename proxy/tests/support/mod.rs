@@ -39,6 +39,82 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Every `backendRefs[].name` and `backendRef.name` (mirrors) in `yaml`.
+pub fn backend_names(routes: &str) -> Vec<String> {
+    fn walk(value: &serde_yaml::Value, names: &mut Vec<String>) {
+        match value {
+            serde_yaml::Value::Mapping(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        (Some("backendRefs"), serde_yaml::Value::Sequence(refs)) => {
+                            for r in refs {
+                                if let Some(name) =
+                                    r.get("name").and_then(serde_yaml::Value::as_str)
+                                {
+                                    names.push(name.to_string());
+                                }
+                            }
+                        }
+                        (Some("backendRef"), r) => {
+                            if let Some(name) = r.get("name").and_then(serde_yaml::Value::as_str) {
+                                names.push(name.to_string());
+                            }
+                        }
+                        _ => walk(v, names),
+                    }
+                }
+            }
+            serde_yaml::Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, names)),
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(routes) {
+        walk(
+            &<serde_yaml::Value as serde::Deserialize>::deserialize(doc).unwrap(),
+            &mut names,
+        );
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The `headers` of a cases.yaml case, as `(name, value)` pairs.
+pub fn case_headers(case: &serde_yaml::Value) -> Vec<(String, String)> {
+    case["headers"]
+        .as_mapping()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap().to_string(),
+                        v.as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks a cases.yaml `split` case: the share of each backend among `got`
+/// (backend names, one per request) is within the case's tolerance.
+pub fn assert_split(case: &serde_yaml::Value, got: Vec<String>, context: &dyn Fn() -> String) {
+    let repeat = got.len() as f64;
+    let counts = tally(got);
+    let tolerance = case["tolerance"].as_f64().unwrap();
+    for (name, share) in case["split"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        let want = share.as_f64().unwrap();
+        let have = *counts.get(name).unwrap_or(&0) as f64 / repeat;
+        assert!(
+            (have - want).abs() <= tolerance,
+            "{name}: {have} vs {want}; {counts:?}\n{}",
+            context()
+        );
+    }
+}
+
 /// A fresh directory under the system temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
