@@ -516,21 +516,7 @@ impl Validator<'_> {
                 name: rule.name.as_deref(),
                 matches: Matches::Http(&rule.matches),
                 filters: rule.filters.clone(),
-                backends: rule
-                    .backend_refs
-                    .iter()
-                    .map(|b| BackendView {
-                        reference: BackendObjectReference {
-                            group: b.group.clone(),
-                            kind: b.kind.clone(),
-                            name: b.name.clone(),
-                            namespace: b.namespace.clone(),
-                            port: b.port,
-                        },
-                        weight: b.weight,
-                        has_filters: !b.filters.is_empty(),
-                    })
-                    .collect(),
+                backends: rule.backend_refs.iter().map(|b| backend_view!(b)).collect(),
                 timeouts: rule.timeouts.as_ref(),
                 retry: rule.retry.is_some(),
                 session_persistence: rule.session_persistence.is_some(),
@@ -578,21 +564,7 @@ impl Validator<'_> {
                         external_auth: None,
                     })
                     .collect(),
-                backends: rule
-                    .backend_refs
-                    .iter()
-                    .map(|b| BackendView {
-                        reference: BackendObjectReference {
-                            group: b.group.clone(),
-                            kind: b.kind.clone(),
-                            name: b.name.clone(),
-                            namespace: b.namespace.clone(),
-                            port: b.port,
-                        },
-                        weight: b.weight,
-                        has_filters: !b.filters.is_empty(),
-                    })
-                    .collect(),
+                backends: rule.backend_refs.iter().map(|b| backend_view!(b)).collect(),
                 timeouts: None,
                 retry: false,
                 session_persistence: rule.session_persistence.is_some(),
@@ -1957,6 +1929,25 @@ struct RuleView<'a> {
     retry: bool,
     session_persistence: bool,
 }
+
+/// The [`BackendView`] of an HTTPRoute or GRPCRoute backendRef (the two
+/// types have the same fields but no common trait).
+macro_rules! backend_view {
+    ($b:expr) => {
+        BackendView {
+            reference: BackendObjectReference {
+                group: $b.group.clone(),
+                kind: $b.kind.clone(),
+                name: $b.name.clone(),
+                namespace: $b.namespace.clone(),
+                port: $b.port,
+            },
+            weight: $b.weight,
+            has_filters: !$b.filters.is_empty(),
+        }
+    };
+}
+use backend_view;
 
 /// A backendRef of either kind.
 struct BackendView {
