@@ -53,7 +53,7 @@
 //! `grpc-status`, or the proxy's own), counted only for gRPC answers.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -153,6 +153,12 @@ pub struct Request<'a> {
     pub connect_error: bool,
 }
 
+/// The worker-local maps: keyed by the proxy's own ids, so a fast hasher.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Most entries a [`Local`] label memo holds before it starts over.
+const MEMO_LIMIT: usize = 4096;
+
 #[derive(Debug, Default)]
 struct Local {
     ids: HashMap<Box<str>, u32>,
@@ -162,9 +168,45 @@ struct Local {
     connect_errors: HashMap<u32, u64>,
     grpc: HashMap<(u32, u32), u64>,
     scratch: String,
+    /// Label ids by the address of the table object they name (listener
+    /// name, route, backend): a hit is checked against the label's text
+    /// (an address can be reused by the next table after a reload), so the
+    /// label is not formatted and hashed for every request.
+    memo: HashMap<(u8, usize), u32>,
+}
+
+/// The parts a label is the concatenation of.
+fn label_is(label: &str, parts: &[&str]) -> bool {
+    let mut rest = label.as_bytes();
+    for part in parts {
+        match rest.strip_prefix(part.as_bytes()) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 impl Local {
+    /// The id of the label made of `parts`, for the table object at
+    /// `addr` of kind `kind`.
+    fn intern_parts(&mut self, kind: u8, addr: usize, parts: &[&str]) -> u32 {
+        if let Some(&id) = self.memo.get(&(kind, addr))
+            && self
+                .names
+                .get(id as usize)
+                .is_some_and(|label| label_is(label, parts))
+        {
+            return id;
+        }
+        let id = self.intern(|s| parts.iter().for_each(|p| s.push_str(p)));
+        if self.memo.len() >= MEMO_LIMIT {
+            self.memo.clear();
+        }
+        self.memo.insert((kind, addr), id);
+        id
+    }
+
     /// The id of the label value in `self.scratch`.
     fn intern_scratch(&mut self) -> u32 {
         if let Some(&id) = self.ids.get(self.scratch.as_str()) {
@@ -214,21 +256,31 @@ impl WorkerMetrics {
         };
         let local = &mut *local;
         let listener = match r.listener {
-            Some(name) => local.intern(|s| s.push_str(name)),
+            Some(name) => local.intern_parts(0, name.as_ptr() as usize, &[name]),
             None => local.intern(|s| {
                 let _ = write!(s, ":{}", r.port);
             }),
         };
         let route = match r.route {
-            Some(n) => local.intern(|s| {
-                let _ = write!(s, "{}/{}", n.namespace, n.name);
-            }),
+            Some(n) => {
+                let addr = std::ptr::from_ref(n) as usize;
+                local.intern_parts(1, addr, &[&n.namespace, "/", &n.name])
+            }
             None => NONE,
         };
         let backend = match r.backend {
-            Some(b) => local.intern(|s| {
-                let _ = write!(s, "{}/{}:{}", b.service.namespace, b.service.name, b.port);
-            }),
+            Some(b) => {
+                let addr = std::ptr::from_ref(b) as usize;
+                let mut port = itoa::Buffer::new();
+                let parts = [
+                    &b.service.namespace,
+                    "/",
+                    &b.service.name,
+                    ":",
+                    port.format(b.port),
+                ];
+                local.intern_parts(2, addr, &parts)
+            }
             None => NONE,
         };
         let rule = r

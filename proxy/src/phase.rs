@@ -18,7 +18,7 @@
 //! [`crate::proto::h2`] call the same code.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -310,7 +310,7 @@ pub fn upstream_fields<'a>(
     {
         out.push((Cow::Borrowed(b"Host"), host));
     }
-    forwarded_for.extend_from_slice(ctx.client.ip().to_string().as_bytes());
+    write_ip(&mut forwarded_for, ctx.client.ip());
     out.push((Cow::Borrowed(b"X-Forwarded-For"), Cow::Owned(forwarded_for)));
     out.push((Cow::Borrowed(b"X-Forwarded-Proto"), Cow::Borrowed(b"http")));
 
@@ -352,11 +352,102 @@ pub fn write_request_head(
     out.extend_from_slice(query);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_fields(out, &forwarded.fields);
+    write_request_framing(out, framing);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the framing field of a forwarded request body.
+fn write_request_framing(out: &mut Vec<u8>, framing: Framing) {
     match framing {
-        Framing::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        Framing::Length(n) => write_content_length(out, n),
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::Empty | Framing::UntilClose => {}
     }
+}
+
+/// Writes `Content-Length: n`.
+fn write_content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the textual form of `ip`, IPv4 without `core::fmt` (it is
+/// written for every forwarded request).
+fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Copies the lines of `head`'s fields that `keep` accepts (by name) from
+/// `buf` to `out` as they were received, neighbouring lines in one copy.
+fn copy_field_lines(out: &mut Vec<u8>, head: &Head, buf: &[u8], keep: impl Fn(&[u8]) -> bool) {
+    let mut run: Option<std::ops::Range<usize>> = None;
+    for (field, line) in head.field_lines() {
+        if keep(field.name.get(buf)) {
+            run = Some(run.map_or(line.clone(), |r| r.start..line.end));
+        } else if let Some(r) = run.take() {
+            out.extend_from_slice(buf.get(r).unwrap_or_default());
+        }
+    }
+    if let Some(r) = run {
+        out.extend_from_slice(buf.get(r).unwrap_or_default());
+    }
+}
+
+/// Whether the rule's filters change the request head.
+fn rewrites_request(rule: &Rule) -> bool {
+    rule.filters
+        .iter()
+        .any(|f| matches!(f, Filter::RequestHeaderModifier(_) | Filter::UrlRewrite(_)))
+}
+
+/// Whether the matched rule's filters change the response head.
+fn rewrites_response(ctx: &Ctx<'_>) -> bool {
+    ctx.matched.is_some_and(|m| {
+        m.rule
+            .filters
+            .iter()
+            .any(|f| matches!(f, Filter::ResponseHeaderModifier(_)))
+    })
+}
+
+/// `upstream_request_filter` for the common case — an HTTP/1.1 request,
+/// no filter that changes its head, no upgrade — from the bytes the client
+/// sent: the request line and every field line that stays go out as
+/// received; only what the proxy owns is written (`X-Forwarded-For` with
+/// the client's address appended, `X-Forwarded-Proto`, the framing). The
+/// same fields, in the same order, as [`upstream_fields`] gives.
+fn write_verbatim_request(ctx: &Ctx<'_>, req: Request<'_>, framing: Framing, out: &mut Vec<u8>) {
+    let (head, buf) = (req.head, req.buf);
+    out.extend_from_slice(buf.get(head.start_line()).unwrap_or_default());
+    copy_field_lines(out, head, buf, |name| {
+        !(name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || name.eq_ignore_ascii_case(b"x-forwarded-for")
+            || h1::is_hop_by_hop(head, buf, name))
+    });
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for value in head.values(buf, "x-forwarded-for") {
+        out.extend_from_slice(value);
+        out.extend_from_slice(b", ");
+    }
+    write_ip(out, ctx.client.ip());
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    write_request_framing(out, framing);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -373,6 +464,9 @@ pub fn upstream_request_filter(
     framing: Framing,
     out: &mut Vec<u8>,
 ) {
+    if req.head.minor == 1 && !ctx.upgrade && !rewrites_request(rule) {
+        return write_verbatim_request(ctx, req, framing, out);
+    }
     let mut forwarded = forward_h1_fields(ctx, rule, req);
     if ctx.upgrade {
         let upgrade = req.header("upgrade").unwrap_or(b"websocket");
@@ -426,6 +520,15 @@ pub fn response_filter(
     framing: Framing,
     out: &mut Vec<u8>,
 ) -> ClientFraming {
+    // No filter touches the head: its field lines go out as received.
+    if head.status != 101 && !rewrites_response(ctx) {
+        let client_framing = client_framing(ctx, framing);
+        ctx.status = head.status;
+        write_status_line(out, head.status);
+        copy_field_lines(out, head, buf, |name| !h1::is_hop_by_hop(head, buf, name));
+        write_response_tail(ctx, head.status, framing, client_framing, None, out);
+        return client_framing;
+    }
     let fields: Fields<'_> = head
         .fields(buf)
         .filter(|(name, _)| !h1::is_hop_by_hop(head, buf, name))
@@ -461,7 +564,20 @@ pub fn response_head(
     upgrade: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) -> ClientFraming {
-    let client_framing = match framing {
+    let client_framing = client_framing(ctx, framing);
+    apply_response_filters(ctx, &mut fields);
+    ctx.status = status;
+    write_status_line(out, status);
+    write_fields(out, &fields);
+    write_response_tail(ctx, status, framing, client_framing, upgrade, out);
+    client_framing
+}
+
+/// How the body of a response with the backend's `framing` goes to the
+/// client (an HTTP/1.0 client gets a close-delimited one: the connection
+/// will close).
+fn client_framing(ctx: &mut Ctx<'_>, framing: Framing) -> ClientFraming {
+    match framing {
         Framing::Empty => ClientFraming::Empty,
         Framing::Length(_) => ClientFraming::Length,
         Framing::Chunked | Framing::UntilClose if ctx.client_minor >= 1 => ClientFraming::Chunked,
@@ -469,18 +585,24 @@ pub fn response_head(
             ctx.keep_alive = false;
             ClientFraming::Raw
         }
-    };
+    }
+}
+
+/// The end of a response head towards an HTTP/1.1 client: the framing
+/// field, the connection fields, the blank line.
+fn write_response_tail(
+    ctx: &Ctx<'_>,
+    status: u16,
+    framing: Framing,
+    client_framing: ClientFraming,
+    upgrade: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
     // A HEAD or 304 answer keeps the Content-Length of the body it stands
     // for; every other body is framed by the proxy.
     let keep_length = ctx.head_request || status == 304;
-    apply_response_filters(ctx, &mut fields);
-    ctx.status = status;
-    write_status_line(out, status);
-    write_fields(out, &fields);
     match (framing, client_framing) {
-        (Framing::Length(n), _) => {
-            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes())
-        }
+        (Framing::Length(n), _) => write_content_length(out, n),
         (_, ClientFraming::Chunked) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         (Framing::Empty, _) if !keep_length && !(100..200).contains(&status) && status != 204 => {
             out.extend_from_slice(b"Content-Length: 0\r\n");
@@ -497,7 +619,6 @@ pub fn response_head(
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    client_framing
 }
 
 /// The body of the proxy's own text answers (`404 Not Found\n`).
@@ -595,7 +716,11 @@ pub fn logging(ctx: &Ctx<'_>, access_log: bool) {
 }
 
 fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The canonical reason phrase of `status` (empty when unknown).
@@ -630,5 +755,137 @@ pub fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use route_compiler::Build;
+
+    const ROUTES: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: t}
+spec:
+  gatewayClassName: sluice
+  listeners: [{name: http, protocol: HTTP, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: t}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - backendRefs: [{name: b, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: b-1, namespace: t, labels: {kubernetes.io/service-name: b}}
+addressType: IPv4
+ports: [{port: 9000}]
+endpoints: [{addresses: [127.0.0.1]}]
+"#;
+
+    /// A parsed head's fields with the values as a parser sees them.
+    fn fields_of(head: &Head, buf: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        head.fields(buf)
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_vec()))
+            .collect()
+    }
+
+    /// The verbatim paths write what the general ones (every field
+    /// re-serialized) write, but for the fields' optional whitespace.
+    #[test]
+    fn verbatim_heads_equal_the_rebuilt_ones() {
+        let build = Build::from_text(&[("r.yaml", ROUTES)]).unwrap();
+        let client: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        let requests: &[&[u8]] = &[
+            b"GET /a?q=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nHost:h \r\nX-Forwarded-For: 1.1.1.1\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nContent-Length: 3\r\nExpect: 100-continue\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 2.2.2.2\r\nX-Last:  v \r\n\r\nabc",
+            b"PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: h\r\nTE: trailers\r\n\r\n",
+        ];
+        for bytes in requests {
+            let mut head = Head::default();
+            assert!(h1::parse_request(bytes, &mut head).unwrap());
+            let req = Request {
+                head: &head,
+                buf: bytes,
+            };
+            let mut ctx = Ctx::new(client, 8080);
+            let framing = request_filter(&mut ctx, &head, bytes, false).unwrap();
+            let mut scratch = build.table.scratch();
+            let mut rng = rand::rng();
+            let Action::Forward { rule, .. } =
+                route(&mut ctx, &build.table, &req, &mut scratch, &mut rng)
+            else {
+                panic!("no route");
+            };
+            let mut verbatim = Vec::new();
+            upstream_request_filter(&ctx, rule, req, framing, &mut verbatim);
+            let mut rebuilt = Vec::new();
+            let forwarded = forward_h1_fields(&ctx, rule, req);
+            write_request_head(
+                &mut rebuilt,
+                req.method(),
+                req.target(),
+                &forwarded,
+                framing,
+            );
+
+            let (mut a, mut b) = (Head::default(), Head::default());
+            assert!(h1::parse_request(&verbatim, &mut a).unwrap());
+            assert!(h1::parse_request(&rebuilt, &mut b).unwrap());
+            assert_eq!(a.len, verbatim.len());
+            assert_eq!(verbatim[a.start_line()], rebuilt[b.start_line()]);
+            assert_eq!(fields_of(&a, &verbatim), fields_of(&b, &rebuilt));
+            let forwarded_for = a.values(&verbatim, "x-forwarded-for").collect::<Vec<_>>();
+            assert_eq!(forwarded_for.len(), 1);
+            assert!(forwarded_for[0].ends_with(b"10.1.2.3"));
+        }
+
+        let responses: &[&[u8]] = &[
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: s\r\n\r\nok",
+            b"HTTP/1.0 404 Nope\r\nConnection: close, x-a\r\nX-A: 1\r\nX-B:  2 \r\n\r\n",
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\n\r\n",
+        ];
+        for bytes in responses {
+            let mut head = Head::default();
+            assert!(h1::parse_response(bytes, &mut head).unwrap());
+            let framing = h1::response_framing(&head, bytes, false).unwrap();
+            let mut ctx = Ctx::new(client, 8080);
+            let mut verbatim = Vec::new();
+            let v = response_filter(&mut ctx, &head, bytes, framing, &mut verbatim);
+            let fields: Fields<'_> = head
+                .fields(bytes)
+                .filter(|(name, _)| !h1::is_hop_by_hop(&head, bytes, name))
+                .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
+                .collect();
+            let mut ctx = Ctx::new(client, 8080);
+            let mut rebuilt = Vec::new();
+            let r = response_head(&mut ctx, head.status, fields, framing, None, &mut rebuilt);
+            assert_eq!(v, r);
+            let (mut a, mut b) = (Head::default(), Head::default());
+            assert!(h1::parse_response(&verbatim, &mut a).unwrap());
+            assert!(h1::parse_response(&rebuilt, &mut b).unwrap());
+            assert_eq!(a.len, verbatim.len());
+            assert_eq!(a.status, b.status);
+            assert_eq!(fields_of(&a, &verbatim), fields_of(&b, &rebuilt));
+        }
+    }
+
+    #[test]
+    fn addresses_and_lengths_are_written_without_fmt() {
+        let mut out = Vec::new();
+        write_ip(&mut out, "192.168.0.255".parse().unwrap());
+        out.push(b' ');
+        write_ip(&mut out, "::1".parse().unwrap());
+        assert_eq!(out, b"192.168.0.255 ::1");
+        out.clear();
+        write_content_length(&mut out, 18_446_744_073_709_551_615);
+        assert_eq!(out, b"Content-Length: 18446744073709551615\r\n");
+        out.clear();
+        write_status_line(&mut out, 299);
+        assert_eq!(out, b"HTTP/1.1 299 \r\n");
     }
 }

@@ -149,6 +149,41 @@ impl Head {
             .map(|(_, v)| v)
     }
 
+    /// The range of the request or status line in the buffer, its CRLF
+    /// included: the head's bytes before the first field.
+    pub fn start_line(&self) -> Range<usize> {
+        let start = if self.status == 0 {
+            self.method.start as usize
+        } else {
+            0
+        };
+        let end = self
+            .headers
+            .first()
+            .map_or(self.fields_end(), |h| h.name.start as usize);
+        start..end.max(start)
+    }
+
+    /// Each field with the range of its whole line as received in the
+    /// buffer (`name: value` and its CRLF): a field is always one line
+    /// (obs-fold is refused), so a field nobody changes can be forwarded
+    /// as the bytes that came in.
+    pub fn field_lines(&self) -> impl Iterator<Item = (HeaderSpan, Range<usize>)> + '_ {
+        let end = self.fields_end();
+        self.headers.iter().enumerate().map(move |(i, h)| {
+            let next = self
+                .headers
+                .get(i + 1)
+                .map_or(end, |n| n.name.start as usize);
+            (*h, h.name.start as usize..next)
+        })
+    }
+
+    /// Where the fields end: before the blank line that ends the head.
+    fn fields_end(&self) -> usize {
+        self.len.saturating_sub(2)
+    }
+
     fn record(&mut self, buf: &[u8], headers: &[httparse::Header<'_>]) {
         self.headers.clear();
         self.headers.extend(headers.iter().map(|h| HeaderSpan {
@@ -656,6 +691,20 @@ mod tests {
         assert_eq!(view.host(), b"x");
         assert_eq!(view.header("x-a"), Some(&b"1"[..]));
         assert_eq!(framing, Framing::Empty);
+    }
+
+    #[test]
+    fn lines_are_the_bytes_as_received() {
+        let bytes = b"\r\nGET / HTTP/1.1\r\nHost:x \r\nX-A: 1\r\n\r\nbody";
+        let (head, _) = request(bytes).unwrap();
+        assert_eq!(&bytes[head.start_line()], b"GET / HTTP/1.1\r\n");
+        let lines: Vec<&[u8]> = head.field_lines().map(|(_, r)| &bytes[r]).collect();
+        assert_eq!(lines, [&b"Host:x \r\n"[..], b"X-A: 1\r\n"]);
+
+        let mut res = Head::default();
+        assert!(parse_response(b"HTTP/1.0 200 OK\r\n\r\n", &mut res).unwrap());
+        assert_eq!(res.start_line(), 0..17);
+        assert_eq!(res.field_lines().count(), 0);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   response; the borrow of the map is never held across an `await`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+/// Keyed by backend addresses from the route table: a fast hasher.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
