@@ -357,7 +357,7 @@ pub fn write_request_head(
 }
 
 /// Writes the framing field of a forwarded request body.
-fn write_request_framing(out: &mut Vec<u8>, framing: Framing) {
+pub(crate) fn write_request_framing(out: &mut Vec<u8>, framing: Framing) {
     match framing {
         Framing::Length(n) => write_content_length(out, n),
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -374,7 +374,7 @@ fn write_content_length(out: &mut Vec<u8>, n: u64) {
 
 /// Appends the textual form of `ip`, IPv4 without `core::fmt` (it is
 /// written for every forwarded request).
-fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+pub(crate) fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             let mut digits = itoa::Buffer::new();
@@ -409,14 +409,14 @@ fn copy_field_lines(out: &mut Vec<u8>, head: &Head, buf: &[u8], keep: impl Fn(&[
 }
 
 /// Whether the rule's filters change the request head.
-fn rewrites_request(rule: &Rule) -> bool {
+pub(crate) fn rewrites_request(rule: &Rule) -> bool {
     rule.filters
         .iter()
         .any(|f| matches!(f, Filter::RequestHeaderModifier(_) | Filter::UrlRewrite(_)))
 }
 
 /// Whether the matched rule's filters change the response head.
-fn rewrites_response(ctx: &Ctx<'_>) -> bool {
+pub(crate) fn rewrites_response(ctx: &Ctx<'_>) -> bool {
     ctx.matched.is_some_and(|m| {
         m.rule
             .filters

@@ -241,7 +241,12 @@ async fn serve_one(
         Action::Forward { addr, .. } => match h2_request {
             Some(request) => {
                 let request = (request, addr);
-                proxy_h2(worker, &mut ctx, conn, framing, request, &mirrors, out).await
+                // Boxed: a request to an h2c backend from an HTTP/1.1
+                // client is rare; its state is not carried by every request.
+                Box::pin(proxy_h2(
+                    worker, &mut ctx, conn, framing, request, &mirrors, out,
+                ))
+                .await
             }
             None => proxy(worker, &mut ctx, conn, framing, addr, &mirrors, out).await,
         },
@@ -301,15 +306,18 @@ async fn proxy(
     // The backend connection is kept out here so that it can still be
     // closed properly when the exchange is cut short by the timeout.
     let mut slot = None;
-    let exchange = exchange(
-        worker, conn, framing, addr, out, &mut resp, upgrade, &mut tee, &mut slot,
-    );
+    // Built in each arm: a future moved into a `timeout` would keep a
+    // second slot in this function's state (see `serve_conn`'s box).
+    let (r, t, s) = (&mut resp, &mut tee, &mut slot);
     let result = match ctx.backend_timeout() {
-        Some(limit) => match tokio::time::timeout(limit, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::new(Kind::UpstreamTimeout)),
-        },
-        None => exchange.await,
+        Some(limit) => {
+            let exchange = exchange(worker, conn, framing, addr, out, r, upgrade, t, s);
+            match tokio::time::timeout(limit, exchange).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(Kind::UpstreamTimeout)),
+            }
+        }
+        None => exchange(worker, conn, framing, addr, out, r, upgrade, t, s).await,
     };
     let mut upstream = match (result, slot.take()) {
         (Ok(()), Some(u)) => u,
@@ -324,7 +332,8 @@ async fn proxy(
 
     drop(tee);
     if resp.status == 101 {
-        return switch_protocols(worker, ctx, conn, upstream, &resp, out).await;
+        // Boxed: a tunnel's state is not carried by every request.
+        return Box::pin(switch_protocols(worker, ctx, conn, upstream, &resp, out)).await;
     }
     let buf = upstream.pending();
     let Ok(rframing) = h1::response_framing(&resp, buf, ctx.head_request) else {

@@ -502,39 +502,39 @@ async fn serve_stream(
     // The HTTP/1.1 head: what an HTTP/1.1 backend and the mirrors get.
     let mut h1_head = Vec::new();
     if !h2 || !mirrors.is_empty() {
-        let forwarded = forwarded_fields(&ctx, rule, &parts, false);
-        phase::write_request_head(&mut h1_head, view.method(), target, &forwarded, framing);
+        h1_head = worker.bufs.get_small();
+        if phase::rewrites_request(rule) {
+            let forwarded = forwarded_fields(&ctx, rule, &parts, false);
+            phase::write_request_head(&mut h1_head, view.method(), target, &forwarded, framing);
+        } else {
+            write_h1_request_head(&ctx, &parts, framing, &mut h1_head);
+        }
     }
     let mut tee = Tee::start_body(&worker, &mirrors, &h1_head, framing, ctx.backend_timeout());
 
     let deadline = deadline(&ctx, &parts.headers, grpc);
     let mut sent: Option<SendStream<Bytes>> = None;
     let result = {
-        let exchange = async {
-            if h2 {
-                let stream = Stream {
-                    respond: &mut respond,
-                    sent: &mut sent,
-                    tee: &mut tee,
-                };
-                forward_h2(&mut ctx, rule, addr, &parts, body, stream).await
-            } else {
-                let stream = Stream {
-                    respond: &mut respond,
-                    sent: &mut sent,
-                    tee: &mut tee,
-                };
-                forward_h1(
-                    &worker, &mut ctx, addr, h1_head, framing, body, stream, deadline,
-                )
-                .await
-            }
+        let stream = Stream {
+            respond: &mut respond,
+            sent: &mut sent,
+            tee: &mut tee,
         };
-        match deadline {
+        if h2 {
+            // Boxed: the h2c exchange's state is not carried by every
+            // stream's task (the HTTP/1.1 one is the common case).
+            let forward = Box::pin(forward_h2(&mut ctx, rule, addr, &parts, body, stream));
+            match deadline {
+                Some(limit) => tokio::time::timeout(limit, forward).await.ok(),
+                None => Some(forward.await),
+            }
+        } else {
             // The HTTP/1.1 path applies the deadline to the response head
             // itself, as the HTTP/1.1 loop does.
-            Some(limit) if h2 => tokio::time::timeout(limit, exchange).await.ok(),
-            _ => Some(exchange.await),
+            let forward = forward_h1(
+                &worker, &mut ctx, addr, h1_head, framing, body, stream, deadline,
+            );
+            Some(forward.await)
         }
     };
     drop(tee);
@@ -754,6 +754,92 @@ fn forwarded_fields<'a>(
     phase::upstream_fields(ctx, rule, target_of(parts), fields, None)
 }
 
+/// [`forwarded_fields`] and [`phase::write_request_head`] in one pass for
+/// the common case, a rule without request filters: the HTTP/1.1 head of a
+/// stream, written straight from its `HeaderMap` (`host` first, the
+/// fields, split `cookie` fields joined, `X-Forwarded-For` with the
+/// client's address appended, `X-Forwarded-Proto`, the framing).
+fn write_h1_request_head(ctx: &Ctx<'_>, parts: &Parts, framing: Framing, out: &mut Vec<u8>) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target_of(parts));
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host_of(parts));
+    out.extend_from_slice(b"\r\n");
+    let headers = &parts.headers;
+    for (name, value) in headers {
+        let name = name.as_str();
+        if is_dropped_request_field(name, false)
+            || matches!(name, "expect" | "x-forwarded-proto" | "x-forwarded-for")
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut cookies = headers.get_all("cookie").iter();
+    if let Some(first) = cookies.next() {
+        out.extend_from_slice(b"cookie: ");
+        out.extend_from_slice(first.as_bytes());
+        for value in cookies {
+            out.extend_from_slice(b"; ");
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for value in headers.get_all("x-forwarded-for") {
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    phase::write_ip(out, ctx.client.ip());
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    phase::write_request_framing(out, framing);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// [`client_response`] for the common case, a rule without response
+/// filters, from an HTTP/1.1 backend's head (`resp` in `buf`): the head's
+/// bytes are copied once into a shared buffer and every field value is a
+/// view of it, instead of one allocation per field.
+fn client_response_from_h1(
+    ctx: &mut Ctx<'_>,
+    resp: &Head,
+    buf: &[u8],
+    keep_length: bool,
+) -> http::Response<()> {
+    ctx.status = resp.status;
+    let mut response = http::Response::new(());
+    *response.status_mut() =
+        http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let shared = Bytes::copy_from_slice(buf.get(..resp.len).unwrap_or_default());
+    let headers = response.headers_mut();
+    headers.reserve(resp.headers.len());
+    for field in &resp.headers {
+        let name = field.name.get(buf);
+        let keep = keep_length && name.eq_ignore_ascii_case(b"content-length");
+        if !keep && h1::is_hop_by_hop(resp, buf, name) {
+            continue;
+        }
+        let Ok(name) = HeaderName::from_bytes(name) else {
+            continue;
+        };
+        if h1::HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        let range = field.value.range();
+        if range.end > shared.len() {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_maybe_shared(shared.slice(range)) {
+            headers.append(name, value);
+        }
+    }
+    response
+}
+
 /// `response_filter` for a stream: the rule's ResponseHeaderModifiers
 /// applied to `fields`, the result as an HTTP/2 response head (fields that
 /// HTTP/2 forbids, or that are not valid, are dropped).
@@ -887,20 +973,23 @@ async fn forward_h1(
 ) -> Result<(), Failure> {
     let Stream { respond, sent, tee } = stream;
     let mut resp = Head::default();
-    let exchange = exchange_h1(worker, addr, &mut head, framing, &mut body, &mut resp, tee);
-    let exchange = async {
-        match deadline {
-            Some(limit) => match tokio::time::timeout(limit, exchange).await {
-                Ok(r) => r,
-                Err(_) => Err(Failure::BeforeResponse(Error::new(Kind::UpstreamTimeout))),
-            },
-            None => exchange.await,
-        }
+    // The exchange future is built inside each arm: a future moved into a
+    // `timeout` keeps its own slot in the caller's state too, and this
+    // state is part of every stream's task.
+    let (h, b, r) = (&mut head, &mut body, &mut resp);
+    let mut upstream = match deadline {
+        Some(limit) => tokio::select! {
+            r = tokio::time::timeout(limit, exchange_h1(worker, addr, h, framing, b, r, tee)) => {
+                r.unwrap_or_else(|_| Err(Failure::BeforeResponse(Error::new(Kind::UpstreamTimeout))))?
+            }
+            _ = poll_fn(|cx| respond.poll_reset(cx)) => return Err(Failure::ClientReset),
+        },
+        None => tokio::select! {
+            r = exchange_h1(worker, addr, h, framing, b, r, tee) => r?,
+            _ = poll_fn(|cx| respond.poll_reset(cx)) => return Err(Failure::ClientReset),
+        },
     };
-    let mut upstream = tokio::select! {
-        r = exchange => r?,
-        _ = poll_fn(|cx| respond.poll_reset(cx)) => return Err(Failure::ClientReset),
-    };
+    worker.bufs.put(head);
 
     let buf = upstream.pending();
     let Ok(rframing) = h1::response_framing(&resp, buf, ctx.head_request) else {
@@ -911,15 +1000,19 @@ async fn forward_h1(
     // for; a Length body keeps its own; others are framed by DATA frames.
     let keep_length =
         ctx.head_request || resp.status == 304 || matches!(rframing, Framing::Length(_));
-    let fields: Fields<'_> = resp
-        .fields(buf)
-        .filter(|(name, _)| {
-            !(h1::is_hop_by_hop(&resp, buf, name)
-                && !(keep_length && name.eq_ignore_ascii_case(b"content-length")))
-        })
-        .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
-        .collect();
-    let client_head = client_response(ctx, resp.status, fields);
+    let client_head = if phase::rewrites_response(ctx) {
+        let fields: Fields<'_> = resp
+            .fields(buf)
+            .filter(|(name, _)| {
+                !(h1::is_hop_by_hop(&resp, buf, name)
+                    && !(keep_length && name.eq_ignore_ascii_case(b"content-length")))
+            })
+            .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
+            .collect();
+        client_response(ctx, resp.status, fields)
+    } else {
+        client_response_from_h1(ctx, &resp, buf, keep_length)
+    };
     upstream.consume(resp.len);
     let end = rframing == Framing::Empty;
     let send = respond
