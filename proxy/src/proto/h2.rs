@@ -245,8 +245,22 @@ async fn drive(
     idle: Duration,
 ) -> bool {
     let mut draining = false;
+    // One idle timer for the connection, not one per stream: when it fires
+    // after streams were accepted it is pushed back instead (so an idle
+    // connection closes between `idle` and twice that after its last
+    // stream began, and the request path never touches the timer wheel).
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
+    let mut accepted: u64 = 0;
+    let mut accepted_when_armed: u64 = 0;
     loop {
-        let accept = tokio::time::timeout(idle, conn.accept());
+        let timer = idle_timer.as_mut();
+        let accept = async {
+            tokio::select! {
+                next = conn.accept() => Ok(next),
+                () = timer => Err(()),
+            }
+        };
         let next = if draining {
             accept.await
         } else {
@@ -266,14 +280,21 @@ async fn drive(
         };
         let next = match next {
             Ok(next) => next,
-            Err(_) if conn.has_streams() => continue,
-            Err(_) => {
+            Err(()) if conn.has_streams() || accepted != accepted_when_armed => {
+                accepted_when_armed = accepted;
+                idle_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + idle);
+                continue;
+            }
+            Err(()) => {
                 conn.graceful_shutdown();
                 return false;
             }
         };
         match next {
             Some(Ok((request, respond))) => {
+                accepted += 1;
                 if state.too_many_resets() {
                     conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                     return false;
