@@ -196,10 +196,9 @@ impl Head {
 /// Rejects a line feed not preceded by a carriage return (httparse accepts
 /// bare LF as a line end; two parsers could split such a head differently).
 fn check_line_ends(head: &[u8]) -> Result<(), CodecError> {
-    let bare = head
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'));
+    // A head has a handful of lines: find them with a SIMD search rather
+    // than looking at every byte.
+    let bare = memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head.get(i - 1) != Some(&b'\r'));
     if bare {
         Err(CodecError::BareLf)
     } else {
