@@ -257,22 +257,41 @@ fn is_root() -> bool {
 /// # Errors
 ///
 /// With [`Mode::On`], why the programs could not be loaded.
-pub fn start(mode: Mode, splice: bool, shared: &Arc<Shared>) -> Result<Guard, LoadError> {
+pub fn start(mode: Mode, options: Options, shared: &Arc<Shared>) -> Result<Guard, LoadError> {
     static TUNNEL_METRICS: std::sync::Once = std::sync::Once::new();
     TUNNEL_METRICS.call_once(|| crate::metrics::register_source(Arc::new(TunnelMetrics)));
-    start_accel(mode, splice, shared).map(Guard)
+    start_accel(mode, options, shared).map(Guard)
+}
+
+/// What to accelerate besides the backend leg of the loopback bypass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// `--ebpf-splice`: splice upgraded connections (sk_skb).
+    pub splice: bool,
+    /// `--ebpf-local-clients`: bypass the client leg too, for clients on
+    /// 127.0.0.0/8 in sluice's cgroup (see "Loopback bypass").
+    pub local_clients: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            splice: false,
+            local_clients: true,
+        }
+    }
 }
 
 fn start_accel(
     mode: Mode,
-    splice: bool,
+    options: Options,
     shared: &Arc<Shared>,
 ) -> Result<Option<Arc<Accel>>, LoadError> {
     if mode == Mode::Off {
         tracing::info!("eBPF acceleration off (--ebpf off): loopback bypass and splice not loaded");
         return Ok(None);
     }
-    match Accel::load(shared, splice) {
+    match Accel::load(shared, options) {
         Ok(accel) => {
             let splice = match &accel.splicer {
                 Ok(_) => "splice of tunnelled connections active (sk_skb stream verdict on \
@@ -280,10 +299,15 @@ fn start_accel(
                     .to_string(),
                 Err(why) => format!("splice of tunnelled connections inactive ({why})"),
             };
+            let legs = if options.local_clients {
+                "backend leg and local clients' leg"
+            } else {
+                "backend leg only, --ebpf-local-clients false"
+            };
             tracing::info!(
-                "eBPF acceleration (--ebpf {mode}): loopback bypass active (sockops on cgroup {}, \
-                 sk_msg on SockHash; {} listener ports, {} loopback backends; maps pinned in {}); \
-                 {splice}",
+                "eBPF acceleration (--ebpf {mode}): loopback bypass active ({legs}; sockops on \
+                 cgroup {}, sk_msg on SockHash; {} listener ports, {} loopback backends; maps \
+                 pinned in {}); {splice}",
                 accel.cgroup.display(),
                 accel.listen_ports,
                 accel.backends_registered(),
@@ -426,7 +450,7 @@ fn take_map(
 }
 
 impl Accel {
-    fn load(shared: &Arc<Shared>, splice: bool) -> Result<Accel, LoadError> {
+    fn load(shared: &Arc<Shared>, options: Options) -> Result<Accel, LoadError> {
         if PROGRAMS.is_empty() {
             return Err(LoadError::new(
                 "this binary was built without its eBPF programs (AYA_BUILD_SKIP)",
@@ -441,6 +465,11 @@ impl Accel {
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("AYA_LOG_LEVEL", &level, false)
+            .override_global(
+                "SLUICE_LOCAL_CLIENTS",
+                &u8::from(options.local_clients),
+                true,
+            )
             .load(PROGRAMS)
             .map_err(|e| LoadError::from_step("loading the eBPF object", &e))?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -497,7 +526,7 @@ impl Accel {
         sk_msg
             .attach(socks.fd())
             .map_err(|e| LoadError::from_step("attaching sk_msg to the SockHash", &e))?;
-        let splicer = match splice_wanted(splice) {
+        let splicer = match splice_wanted(options.splice) {
             Ok(()) => Splicer::load(&mut ebpf, socks).map(Arc::new),
             Err(why) => Err(LoadError::new(why)),
         };
@@ -673,6 +702,11 @@ impl Source for Metrics {
                     "Sockets the sockops program recorded in the SockHash.",
                     &[("program", "sockops"), ("side", "backend")],
                 ),
+                Counter::SockopsLocalClient => (
+                    "sluice_ebpf_sockets",
+                    "Sockets the sockops program recorded in the SockHash.",
+                    &[("program", "sockops"), ("side", "local_client")],
+                ),
                 Counter::SockopsErrors => (
                     "sluice_ebpf_socket_errors",
                     "Sockets the sockops program could not record.",
@@ -737,9 +771,11 @@ struct Splicer {
     /// `SLUICE_SOCKS` (the bypass's SockHash): a spliced socket must be in
     /// it so that sk_msg counts what is sent on it.
     socks: Mutex<SockHash<MapData, SockKey>>,
-    /// `SLUICE_UPSTREAMS`: a socket in it, or whose peer is in it, may have
-    /// bypassed messages in its ingress queue.
+    /// `SLUICE_UPSTREAMS` and `SLUICE_CLIENTS`: a socket in either, or
+    /// whose peer is in either, may have bypassed messages in its ingress
+    /// queue.
     upstreams: HashMap<MapData, SockKey, u32>,
+    clients: HashMap<MapData, SockKey, u32>,
 }
 
 /// The splice in use, if loaded ([`splice`] reads it).
@@ -792,19 +828,29 @@ impl Splicer {
             .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_UPSTREAMS"))?
             .try_into()
             .map_err(|e| LoadError::from_step("SLUICE_UPSTREAMS", &e))?;
+        let clients: HashMap<MapData, SockKey, u32> = ebpf
+            .take_map(common::MAP_CLIENTS)
+            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_CLIENTS"))?
+            .try_into()
+            .map_err(|e| LoadError::from_step("SLUICE_CLIENTS", &e))?;
         Ok(Splicer {
             splice: Mutex::new(splice),
             state: Mutex::new(state),
             socks: Mutex::new(socks),
             upstreams,
+            clients,
         })
     }
 
     /// Whether the bypass may have put messages in `key`'s ingress queue
     /// (its peer is recorded: it is one of sluice's upstream sockets to a
-    /// loopback backend, or its peer is one).
+    /// loopback backend, or its peer is one; or its peer is a local
+    /// client's socket).
     fn bypass_fed(&self, key: &SockKey) -> bool {
-        self.upstreams.get(key, 0).is_ok() || self.upstreams.get(&key.peer(), 0).is_ok()
+        let known = |k: &SockKey| {
+            self.upstreams.get(k, 0).is_ok() || self.clients.get(k, 0).is_ok()
+        };
+        known(key) || known(&key.peer())
     }
 
     fn state(&self, key: &SockKey) -> Option<SpliceState> {

@@ -66,6 +66,10 @@ struct Args {
     /// after the upgrade (docs/benchmarks.md, eBPF).
     #[arg(long)]
     ebpf_splice: bool,
+    /// Bypass the client leg too, for clients on 127.0.0.0/8 in sluice's
+    /// cgroup (`false`: only the backend leg; ebpf/README.md says when).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    ebpf_local_clients: bool,
 }
 
 /// What the control loop reacts to.
@@ -166,7 +170,14 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
     // Before the workers start, so their first connections are seen; the
     // guard detaches and unpins when `run` returns.
     let _ebpf =
-        sluice::bpf::start(args.ebpf, args.ebpf_splice, &shared).map_err(|e| e.to_string())?;
+        sluice::bpf::start(
+            args.ebpf,
+            sluice::bpf::Options {
+                splice: args.ebpf_splice,
+                local_clients: args.ebpf_local_clients,
+            },
+            &shared,
+        ).map_err(|e| e.to_string())?;
     let registry = Arc::new(Registry::new(config.workers));
     let control = Arc::new(Control::default());
     let (tx, rx) = mpsc::channel();

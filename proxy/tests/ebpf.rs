@@ -165,9 +165,10 @@ fn pid_of(sluice: &Sluice) -> u32 {
 }
 
 /// `--ebpf on` against a backend on 127.0.0.1: a 64 MiB response arrives
-/// byte-identical, the kernel counters account for it (redirected by the
-/// sk_msg bypass backend → proxy; passed proxy → client, whose end is not
-/// sluice's), and the start-up line says what is active.
+/// byte-identical, the kernel counters account for it on both legs
+/// (redirected by the sk_msg bypass backend → proxy and proxy → client: the
+/// test's client socket is a local client of a sluice listener, recorded
+/// by sockops), and the start-up line says what is active.
 #[test]
 fn on_bypasses_loopback_backend_and_counts_a_64mib_response() {
     require_root!();
@@ -176,7 +177,7 @@ fn on_bypasses_loopback_backend_and_counts_a_64mib_response() {
     let sluice = Sluice::start(&files, port, 2, &["--ebpf", "on"]);
     let log = sluice.log_text();
     assert!(
-        log.contains("eBPF acceleration (--ebpf on): loopback bypass active"),
+        log.contains("eBPF acceleration (--ebpf on): loopback bypass active (backend leg and local clients' leg"),
         "{log}"
     );
     assert_eq!(log.matches("eBPF acceleration").count(), 1, "{log}");
@@ -184,8 +185,8 @@ fn on_bypasses_loopback_backend_and_counts_a_64mib_response() {
     assert_eq!(get_big(port), BIG);
     assert_eq!(get_big(port), BIG); // again, on a pooled backend connection
 
-    let text = sluice.wait_metrics("the response's bytes redirected", |m| {
-        sum(m, "sluice_ebpf_bytes_total", &["verdict=\"redirected\""]) >= (2 * BIG) as f64
+    let text = sluice.wait_metrics("the response's bytes redirected on both legs", |m| {
+        sum(m, "sluice_ebpf_bytes_total", &["verdict=\"redirected\""]) >= (4 * BIG) as f64
     });
     for line in text.lines().filter(|l| l.starts_with("sluice_ebpf")) {
         eprintln!("{line}");
@@ -196,11 +197,17 @@ fn on_bypasses_loopback_backend_and_counts_a_64mib_response() {
         &["verdict=\"redirected\""],
     );
     let passed = sum(&text, "sluice_ebpf_bytes_total", &["verdict=\"passed\""]);
-    // Both bodies backend → proxy in the kernel, plus heads (both ways).
-    assert!(redirected >= (2 * BIG) as f64, "{text}");
-    assert!(redirected < (2 * BIG + (64 << 10)) as f64, "{text}");
-    // proxy → client: the test's socket is not recorded, so the TCP stack.
-    assert!(passed >= (2 * BIG) as f64, "{text}");
+    // Both bodies twice in the kernel: backend → proxy, then proxy →
+    // client; plus heads (both ways, both legs).
+    assert!(redirected >= (4 * BIG) as f64, "{text}");
+    assert!(redirected < (4 * BIG + (64 << 10)) as f64, "{text}");
+    // At most the requests took the TCP stack (a client that writes before
+    // sluice's end is recorded keeps the stack for that direction).
+    assert!(passed < (64 << 10) as f64, "{text}");
+    assert!(
+        sum(&text, "sluice_ebpf_sockets_total", &["side=\"local_client\""]) >= 2.0,
+        "{text}"
+    );
     assert!(
         sum(
             &text,
@@ -232,6 +239,40 @@ fn on_bypasses_loopback_backend_and_counts_a_64mib_response() {
             &["acceleration=\"loopback_bypass\""]
         ),
         1.0
+    );
+}
+
+/// `--ebpf-local-clients false`: only the backend leg is bypassed; the
+/// test's client socket is not recorded, so proxy → client takes the TCP
+/// stack (the bytes are the same).
+#[test]
+fn local_clients_false_bypasses_the_backend_leg_only() {
+    require_root!();
+    let backend = big_backend();
+    let (files, port) = inputs("ebpf-backend-only", backend);
+    let sluice = Sluice::start(
+        &files,
+        port,
+        1,
+        &["--ebpf", "on", "--ebpf-local-clients", "false"],
+    );
+    let log = sluice.log_text();
+    assert!(log.contains("backend leg only"), "{log}");
+    assert_eq!(get_big(port), BIG);
+    let text = sluice.wait_metrics("the response's bytes counted", |m| {
+        sum(m, "sluice_ebpf_bytes_total", &["verdict=\"passed\""]) >= BIG as f64
+    });
+    let redirected = sum(
+        &text,
+        "sluice_ebpf_bytes_total",
+        &["verdict=\"redirected\""],
+    );
+    assert!(redirected >= BIG as f64, "{text}");
+    assert!(redirected < (2 * BIG) as f64, "{text}");
+    assert_eq!(
+        sum(&text, "sluice_ebpf_sockets_total", &["side=\"local_client\""]),
+        0.0,
+        "{text}"
     );
 }
 

@@ -43,6 +43,7 @@ use aya_ebpf::bindings::{
     BPF_ANY, BPF_F_INGRESS, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB,
     BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, sk_action,
 };
+use aya_ebpf::Global;
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::macros::{map, sk_msg, sock_ops, stream_verdict};
 use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray, SockHash};
@@ -51,6 +52,12 @@ use aya_log_ebpf::{debug, warn};
 use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey, SpliceState};
 
 const AF_INET: u32 = 2;
+
+/// Whether local clients' sockets are recorded (the loader sets it: 0 with
+/// `--ebpf-local-clients false`).
+#[unsafe(no_mangle)]
+static SLUICE_LOCAL_CLIENTS: Global<u8> = Global::new(1);
+use SLUICE_LOCAL_CLIENTS as LOCAL_CLIENTS;
 const LOG_INTERVAL_NS: u64 = 1_000_000_000;
 
 // === maps ===
@@ -70,6 +77,13 @@ static PASSED: LruHashMap<SockKey, u32> =
 /// closed connections age out.
 #[map(name = "SLUICE_UPSTREAMS")]
 static UPSTREAMS: LruHashMap<SockKey, u32> =
+    LruHashMap::with_max_entries(common::SOCKS_MAX_ENTRIES, 0);
+/// Local clients' sockets (the active end of a connection from
+/// 127.0.0.0/8 to a sluice listener, recorded by the active callback), so
+/// that the loader knows which of sluice's client sockets the bypass may
+/// feed; LRU, so closed connections age out.
+#[map(name = "SLUICE_CLIENTS")]
+static CLIENTS: LruHashMap<SockKey, u32> =
     LruHashMap::with_max_entries(common::SOCKS_MAX_ENTRIES, 0);
 #[map(name = "SLUICE_COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::LEN, 0);
@@ -94,6 +108,7 @@ const _: () = assert!(common::str_eq(common::MAP_COUNTERS, "SLUICE_COUNTERS"));
 const _: () = assert!(common::str_eq(common::MAP_SPLICE, "SLUICE_SPLICE"));
 const _: () = assert!(common::str_eq(common::MAP_UPSTREAMS, "SLUICE_UPSTREAMS"));
 const _: () = assert!(common::str_eq(common::MAP_SPLICED, "SLUICE_SPLICED"));
+const _: () = assert!(common::str_eq(common::MAP_CLIENTS, "SLUICE_CLIENTS"));
 
 /// Adds `n` to a counter of a [`SpliceState`]. Not atomic, and need not
 /// be: each field has one writer at a time, the program running for that
@@ -158,13 +173,26 @@ fn try_sluice_sockops(ctx: &SockOpsContext) -> Result<(), ()> {
         remote_port: common::remote_port(ctx.remote_port()),
     };
     let counter = if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
-        if BACKENDS.get_ptr(key.remote()).is_none() {
+        if BACKENDS.get_ptr(key.remote()).is_some() {
+            if UPSTREAMS.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
+                warn!(ctx, "cannot remember an upstream socket");
+            }
+            Counter::SockopsActive
+        } else if LOCAL_CLIENTS.load() != 0
+            && LISTEN.get_ptr(key.remote_port).is_some()
+            && key.remote().is_loopback()
+            && key.local().is_loopback()
+        {
+            // A local client of one of sluice's listeners: its end of the
+            // connection (sluice's end is recorded by the passive callback,
+            // which on loopback runs after this one).
+            if CLIENTS.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
+                warn!(ctx, "cannot remember a local client socket");
+            }
+            Counter::SockopsLocalClient
+        } else {
             return Ok(());
         }
-        if UPSTREAMS.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
-            warn!(ctx, "cannot remember an upstream socket");
-        }
-        Counter::SockopsActive
     } else if LISTEN.get_ptr(key.local_port).is_some() {
         Counter::SockopsPassive
     } else if BACKENDS.get_ptr(key.local()).is_some() && UPSTREAMS.get_ptr(key.peer()).is_some() {
