@@ -51,6 +51,11 @@ def client(port, mib, tunnels):
 
     def one():
         s = socket.create_connection(("127.0.0.1", port))
+        # A timeout makes CPython retry a spurious EAGAIN: with the eBPF
+        # bypass of the client leg, a blocking recv on a sockmap socket may
+        # return EAGAIN while another thread writes (proxy/src/bpf.rs,
+        # "What a user sees").
+        s.settimeout(600)
         s.sendall(b"GET /ws HTTP/1.1\r\nhost: ws.bench\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
         buf = b""
         while b"\r\n\r\n" not in buf:

@@ -15,25 +15,58 @@
 //!
 //! | acceleration | programs | state |
 //! | --- | --- | --- |
-//! | loopback bypass | sockops on the proxy's cgroup v2, sk_msg on the `SLUICE_SOCKS` SockHash | implemented |
+//! | loopback bypass, backend leg and local clients' leg | sockops on the proxy's cgroup v2, sk_msg on the `SLUICE_SOCKS` SockHash | implemented; client leg off with `--ebpf-local-clients false` |
 //! | splice of tunnelled connections | sk_skb stream verdict on the `SLUICE_SPLICE` SockHash, sk_msg counting | implemented (see "Handover protocol") |
 //!
 //! **Loopback bypass.** The sockops program records, by 4-tuple, the
 //! established TCP sockets of sluice's listeners (passive, local port in
 //! `SLUICE_LISTEN`), sluice's connections to backends on 127.0.0.0/8
-//! (active, remote end in `SLUICE_BACKENDS`), and the backend's end of
-//! those (passive, local end a registered backend whose peer is one of
-//! sluice's upstream sockets). Nothing else is recorded, so other
+//! (active, remote end in `SLUICE_BACKENDS`), the backend's end of those
+//! (passive, local end a registered backend whose peer is one of sluice's
+//! upstream sockets), and — the client leg — the local client's end of a
+//! connection to sluice (active, both ends on 127.0.0.0/8, remote port in
+//! `SLUICE_LISTEN`; remembered in `SLUICE_CLIENTS`; off with
+//! `--ebpf-local-clients false`). Nothing else is recorded, so other
 //! processes' connections are never touched — except that another process
-//! connecting to a registered loopback backend while sluice runs is
+//! connecting to a registered loopback backend, or to a sluice listener
+//! port on 127.0.0.0/8 where something else listens, while sluice runs is
 //! recorded like sluice's own sockets (sockops cannot tell which process
-//! connects); the bypass is transparent to it too. The sk_msg program sends
-//! each message written on a recorded socket straight to the peer socket's
-//! receive queue (`BPF_F_INGRESS`) when the peer is recorded, otherwise
-//! through the TCP stack; a socket that once used the TCP stack keeps using
-//! it (`SLUICE_PASSED`), so bytes cannot overtake each other. The proxy's
-//! data path sees ordinary sockets: reads, writes, half-close and close
-//! behave the same with and without the bypass.
+//! connects; such a socket's peer is not recorded, so its messages take
+//! the TCP stack, see below). Only sockets of processes in sluice's cgroup
+//! v2 (or below it) are seen at all: the program is attached there. The
+//! sk_msg program sends each message written on a recorded socket straight
+//! to the peer socket's receive queue (`BPF_F_INGRESS`) when the peer is
+//! recorded, otherwise through the TCP stack; a socket that once used the
+//! TCP stack keeps using it (`SLUICE_PASSED`), so bytes cannot overtake
+//! each other.
+//!
+//! *Ordering on the client leg.* On loopback the client's (active) end is
+//! established first: its callback runs on the SYN-ACK, before it sends
+//! the ACK that establishes sluice's (passive) end. So sluice's end always
+//! finds the client's recorded and its first byte is redirected; a client
+//! that writes before sluice's end is recorded (its ACK not yet processed)
+//! finds no peer, sends through the stack and keeps doing so for that
+//! connection (`SLUICE_PASSED`): correct, just not accelerated in that
+//! direction. Bytes redirected into a socket's ingress queue are read
+//! before its TCP receive queue, so a direction that moved from the bypass
+//! to the stack (the peer closed and left the map) keeps its order too.
+//!
+//! *What a user sees.* The proxy's data path sees ordinary sockets:
+//! reads, writes, half-close and close behave the same with and without the
+//! bypass, and the bytes are identical. A recorded socket of another
+//! process (a local client, a loopback backend) gets the kernel's sockmap
+//! receive path (`tcp_bpf_recvmsg`) for its life. One difference shows on
+//! this kernel (6.18): a *blocking* `recv` with no data may return `EAGAIN`
+//! after a wake-up that brought none. Request/response clients never saw
+//! it (20,000 sequential keep-alive requests from a blocking Python
+//! client; wrk, curl, the proxy suites); a client that reads in one thread
+//! while another thread streams writes on the same blocking socket did
+//! (`bench/ws_echo.py` before it set a timeout: 2–3 of 4 full-duplex 64
+//! MiB tunnels per run); a backend doing the same was not seen to. Such a
+//! client should retry `EAGAIN` (CPython does when the socket has a
+//! timeout; non-blocking and event-driven clients are unaffected), or run
+//! sluice with `--ebpf-local-clients false` (backend leg only) or outside
+//! the client's cgroup.
 //!
 //! # Handover protocol (splice of tunnelled connections)
 //!
@@ -119,11 +152,21 @@
 //! The splice is loaded only with `--ebpf-splice` (off by default: see
 //! docs/benchmarks.md for when it pays off); the bypass does not depend on it.
 //!
+//! With the client leg, the local client's socket C' (the peer of C) is in
+//! `SLUICE_CLIENTS`: [`splice`] treats C as bypass-fed (C' may have
+//! redirected into C's ingress queue), so it waits for redirects under way
+//! and drains C before inserting it; from (a) on, C' finds its peer
+//! spliced and sends through the stack, into C's receive queue, which the
+//! verdict sees. What C sends (spliced) goes through the stack into C''s
+//! receive queue, after anything redirected there before (read first).
+//!
 //! Known limit: two sluice processes chained on loopback (one's backend is
-//! the other's listener): the upstream process's sockops may own the
-//! client socket's sk_msg slot, and its bypass ignores the other process's
-//! splice entries; such a chain should run the downstream process without
-//! `--ebpf-splice`.
+//! the other's listener): both record the socket between them (one as its
+//! upstream, the other as a local client) and only one sk_msg program can
+//! own a socket (the other's insert fails, counted in
+//! `sluice_ebpf_socket_errors_total`); the bytes stay correct, and its
+//! bypass ignores the other process's splice entries, so such a chain
+//! should run the downstream process without `--ebpf-splice`.
 //!
 //! # Pins, several processes, crashes
 //!

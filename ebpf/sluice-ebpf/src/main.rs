@@ -17,6 +17,11 @@
 //!   socket, so both directions can skip the TCP/IP stack. (On loopback
 //!   the active side is established first: its ACK is sent after its own
 //!   callback.)
+//! * active: both ends on 127.0.0.0/8 and the remote port is a sluice
+//!   listener: a local client's socket (remembered in [`CLIENTS`]), so the
+//!   client leg skips the stack too (its peer, sluice's passive socket, is
+//!   recorded by the first rule just after). Off when the loader sets
+//!   [`SLUICE_LOCAL_CLIENTS`] to 0 (`--ebpf-local-clients false`).
 //!
 //! The bypass keeps bytes in order: a socket that ever sent a message
 //! through the TCP stack (its peer was not recorded yet) is remembered in
