@@ -55,7 +55,7 @@ def client(port, mib, tunnels):
         # bypass of the client leg, a blocking recv on a sockmap socket may
         # return EAGAIN while another thread writes (proxy/src/bpf.rs,
         # "What a user sees").
-        s.settimeout(600)
+        s.settimeout(30)  # and a stall fails the run instead of hanging it
         s.sendall(b"GET /ws HTTP/1.1\r\nhost: ws.bench\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
         buf = b""
         while b"\r\n\r\n" not in buf:

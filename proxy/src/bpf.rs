@@ -890,9 +890,8 @@ impl Splicer {
     /// loopback backend, or its peer is one; or its peer is a local
     /// client's socket).
     fn bypass_fed(&self, key: &SockKey) -> bool {
-        let known = |k: &SockKey| {
-            self.upstreams.get(k, 0).is_ok() || self.clients.get(k, 0).is_ok()
-        };
+        let known =
+            |k: &SockKey| self.upstreams.get(k, 0).is_ok() || self.clients.get(k, 0).is_ok();
         known(key) || known(&key.peer())
     }
 

@@ -169,15 +169,15 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
     let shared = Arc::new(Shared::new(Arc::new(table)));
     // Before the workers start, so their first connections are seen; the
     // guard detaches and unpins when `run` returns.
-    let _ebpf =
-        sluice::bpf::start(
-            args.ebpf,
-            sluice::bpf::Options {
-                splice: args.ebpf_splice,
-                local_clients: args.ebpf_local_clients,
-            },
-            &shared,
-        ).map_err(|e| e.to_string())?;
+    let _ebpf = sluice::bpf::start(
+        args.ebpf,
+        sluice::bpf::Options {
+            splice: args.ebpf_splice,
+            local_clients: args.ebpf_local_clients,
+        },
+        &shared,
+    )
+    .map_err(|e| e.to_string())?;
     let registry = Arc::new(Registry::new(config.workers));
     let control = Arc::new(Control::default());
     let (tx, rx) = mpsc::channel();

@@ -205,7 +205,11 @@ fn on_bypasses_loopback_backend_and_counts_a_64mib_response() {
     // sluice's end is recorded keeps the stack for that direction).
     assert!(passed < (64 << 10) as f64, "{text}");
     assert!(
-        sum(&text, "sluice_ebpf_sockets_total", &["side=\"local_client\""]) >= 2.0,
+        sum(
+            &text,
+            "sluice_ebpf_sockets_total",
+            &["side=\"local_client\""]
+        ) >= 2.0,
         "{text}"
     );
     assert!(
@@ -270,7 +274,11 @@ fn local_clients_false_bypasses_the_backend_leg_only() {
     assert!(redirected >= BIG as f64, "{text}");
     assert!(redirected < (2 * BIG) as f64, "{text}");
     assert_eq!(
-        sum(&text, "sluice_ebpf_sockets_total", &["side=\"local_client\""]),
+        sum(
+            &text,
+            "sluice_ebpf_sockets_total",
+            &["side=\"local_client\""]
+        ),
         0.0,
         "{text}"
     );
