@@ -513,6 +513,11 @@ impl Accel {
                 &u8::from(options.local_clients),
                 true,
             )
+            .override_global(
+                "SLUICE_SPLICE_ON",
+                &u8::from(splice_wanted(options.splice).is_ok()),
+                true,
+            )
             .load(PROGRAMS)
             .map_err(|e| LoadError::from_step("loading the eBPF object", &e))?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {

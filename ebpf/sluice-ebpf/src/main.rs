@@ -63,6 +63,13 @@ const AF_INET: u32 = 2;
 #[unsafe(no_mangle)]
 static SLUICE_LOCAL_CLIENTS: Global<u8> = Global::new(1);
 use SLUICE_LOCAL_CLIENTS as LOCAL_CLIENTS;
+
+/// Whether the splice may be used (the loader sets it to 0 without
+/// `--ebpf-splice`): then no socket is ever in [`SPLICED`], and sk_msg
+/// skips looking there (two hash lookups per message).
+#[unsafe(no_mangle)]
+static SLUICE_SPLICE_ON: Global<u8> = Global::new(1);
+use SLUICE_SPLICE_ON as SPLICE_ON;
 const LOG_INTERVAL_NS: u64 = 1_000_000_000;
 
 // === maps ===
@@ -254,14 +261,19 @@ fn try_sluice_sk_msg(ctx: &SkMsgContext) -> Result<u32, u32> {
         local_port: md.local_port,
         remote_port: common::remote_port(md.remote_port),
     };
-    let spliced = SPLICED.get_ptr_mut(key);
+    let splice_on = SPLICE_ON.load() != 0;
+    let spliced = if splice_on {
+        SPLICED.get_ptr_mut(key)
+    } else {
+        None
+    };
     if let Some(state) = spliced {
         // A spliced socket: what it sends is its partner's redirected bytes
         // (and, while entering, the loader's last copies).
         // SAFETY: a map value, valid for this run.
         add(unsafe { &raw mut (*state).sent_bytes }, size);
     }
-    if spliced.is_some() || SPLICED.get_ptr(key.peer()).is_some() {
+    if spliced.is_some() || (splice_on && SPLICED.get_ptr(key.peer()).is_some()) {
         // A spliced socket sends through the stack: the kernel writes its
         // partner's bytes from a work queue with MSG_DONTWAIT, and a
         // redirect to a peer's ingress that finds no room fails for good
