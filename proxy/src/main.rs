@@ -63,7 +63,8 @@ struct Args {
     ebpf: sluice::bpf::Mode,
     /// Also splice upgraded (WebSocket) connections in the kernel (sk_skb
     /// SockMap). Off by default: it pays off only for tunnels that pause
-    /// after the upgrade (docs/benchmarks.md, eBPF).
+    /// after the upgrade, and stalled under concurrent streaming tunnels
+    /// (docs/benchmarks.md, eBPF).
     #[arg(long)]
     ebpf_splice: bool,
     /// Bypass the client leg too, for clients on 127.0.0.0/8 in sluice's
