@@ -105,9 +105,7 @@
 //!      `SLUICE_UPSTREAMS`, or its peer is), wait 1 ms for a redirect
 //!      decided before (a) to land;
 //!    - (c) read both sockets non-blocking until both say EAGAIN, writing
-//!      each read to the other side, both directions at once (one after
-//!      the other deadlocked with an echoing peer: the drain waited on a
-//!      write to U while the backend, blocked writing to U, read nothing) (userspace, counted in
+//!      each read to the other side (userspace, counted in
 //!      `sluice_tunnel_userspace_bytes_total`). This empties the ingress
 //!      queues (read before the receive queue: order holds) and leaves no
 //!      skb half read by the HTTP reads. Verified: reading only the bytes
@@ -1009,58 +1007,23 @@ fn kick(fd: RawFd) {
     };
 }
 
-/// Why one direction of a drain round stopped.
-enum DrainEnd {
-    /// `from` said EAGAIN.
+/// What happened to one non-blocking read of a drain round.
+enum Drained {
+    Bytes(u64),
     Empty,
-    /// `from` reached EOF.
     Closed,
-    /// `limit` bytes and still more.
-    Limit,
 }
 
-/// One direction of a drain round: reads `from` until it says EAGAIN
-/// while the other direction (`idle[1 - me]`) is idle too, or closes, or
-/// `limit` bytes were copied, writing each read to `to`. A direction that
-/// is idle keeps reading (every 100 µs) while the other is not: the other
-/// may be waiting on a write that only this side's reads unblock (an
-/// echoing peer stops reading while its own writes wait). Returns the
-/// bytes copied (also when it fails).
-async fn drain_dir(
-    from: &TcpStream,
-    to: &TcpStream,
-    buf: &mut Vec<u8>,
-    limit: u64,
-    idle: &[std::cell::Cell<bool>; 2],
-    me: usize,
-) -> (u64, io::Result<DrainEnd>) {
-    let mut copied = 0u64;
-    let done = |end| {
-        idle[me].set(true);
-        end
-    };
-    loop {
-        if copied >= limit {
-            return (copied, done(Ok(DrainEnd::Limit)));
+/// Reads what `from` holds now and writes it to `to`.
+async fn drain_once(from: &TcpStream, to: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Drained> {
+    match recv_now(from.as_raw_fd(), buf) {
+        Ok(0) => Ok(Drained::Closed),
+        Ok(n) => {
+            crate::io::write_all(to, buf).await?;
+            Ok(Drained::Bytes(n as u64))
         }
-        match recv_now(from.as_raw_fd(), buf) {
-            Ok(0) => return (copied, done(Ok(DrainEnd::Closed))),
-            Ok(n) => {
-                idle[me].set(false);
-                if let Err(e) = crate::io::write_all(to, buf).await {
-                    return (copied, done(Err(e)));
-                }
-                copied += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                idle[me].set(true);
-                if idle[1 - me].get() {
-                    return (copied, Ok(DrainEnd::Empty));
-                }
-                tokio::time::sleep(Duration::from_micros(100)).await;
-            }
-            Err(e) => return (copied, done(Err(e))),
-        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Drained::Empty),
+        Err(e) => Err(e),
     }
 }
 
@@ -1155,32 +1118,37 @@ pub async fn splice(client: &TcpStream, upstream: &TcpStream) -> Option<Spliced>
         tokio::time::sleep(SPLICE_SETTLE).await;
     }
     {
-        // Both directions at once: a peer that echoes (it stops reading
-        // while its own writes wait) would otherwise deadlock a drain that
-        // waits on one write while the other side is never read (seen:
-        // the 4-tunnel streaming bench stalled in this loop).
-        let (mut up_buf, mut down_buf) =
-            (Vec::with_capacity(256 << 10), Vec::with_capacity(256 << 10));
+        let mut buf = Vec::with_capacity(256 << 10);
         loop {
-            let left = SPLICE_DRAIN_MAX.saturating_sub(drained.0 + drained.1);
-            let idle = [std::cell::Cell::new(false), std::cell::Cell::new(false)];
-            let ((up_n, up), (down_n, down)) = tokio::join!(
-                drain_dir(client, upstream, &mut up_buf, left, &idle, 0),
-                drain_dir(upstream, client, &mut down_buf, left, &idle, 1),
-            );
-            drained.0 += up_n;
-            drained.1 += down_n;
+            let up = drain_once(client, upstream, &mut buf).await;
+            let down = drain_once(upstream, client, &mut buf).await;
             match (up, down) {
-                // Both said EAGAIN at once: nothing left in userspace reach.
-                (Ok(DrainEnd::Empty), Ok(DrainEnd::Empty)) if up_n == 0 && down_n == 0 => break,
-                (Ok(DrainEnd::Empty), Ok(DrainEnd::Empty)) => {}
-                (up, down) => {
+                (Ok(Drained::Empty), Ok(Drained::Empty)) => break,
+                (Ok(a), Ok(b))
+                    if !matches!(a, Drained::Closed)
+                        && !matches!(b, Drained::Closed)
+                        && drained.0 + drained.1 < SPLICE_DRAIN_MAX =>
+                {
+                    if let Drained::Bytes(n) = a {
+                        drained.0 += n;
+                    }
+                    if let Drained::Bytes(n) = b {
+                        drained.1 += n;
+                    }
+                }
+                (a, b) => {
                     // A side closed or failed, or never stops sending: not
                     // worth splicing. The userspace copy reads the EOF
                     // again; an error ends both.
-                    if up.is_err() || down.is_err() {
+                    if a.is_err() || b.is_err() {
                         let _ = client.shutdown(std::net::Shutdown::Both);
                         let _ = upstream.shutdown(std::net::Shutdown::Both);
+                    }
+                    if let Ok(Drained::Bytes(n)) = a {
+                        drained.0 += n;
+                    }
+                    if let Ok(Drained::Bytes(n)) = b {
+                        drained.1 += n;
                     }
                     count_tunnel_userspace(drained.0 + drained.1);
                     splicer.forget(&ckey, &ukey);
