@@ -38,62 +38,9 @@ cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm 
 trap cleanup EXIT
 read -r backend_port proxy_port admin_port <<<"$(python3 "$HELPER" ports 3 | tr "\n" " ")"
 
-cat >"$TMP/ws.py" <<'PY'
-import socket, sys, threading, time
-def backend(port):
-    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port)); ls.listen(512)
-    def serve(c):
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            d = c.recv(65536)
-            if not d: return
-            buf += d
-        head, rest = buf.split(b"\r\n\r\n", 1)
-        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-        if rest: c.sendall(rest)
-        while True:
-            d = c.recv(1 << 18)
-            if not d: break
-            c.sendall(d)
-        c.close()
-    while True:
-        c, _ = ls.accept()
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
-def client(port, mib, tunnels):
-    size = mib << 20
-    block = bytes(range(256)) * 1024
-    done = []
-    def one():
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(b"GET /ws HTTP/1.1\r\nhost: ws.bench\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            buf += s.recv(4096)
-        got = len(buf.split(b"\r\n\r\n", 1)[1])
-        def send():
-            left = size
-            while left > 0:
-                n = min(left, len(block)); s.sendall(block[:n]); left -= n
-            s.shutdown(socket.SHUT_WR)
-        t = threading.Thread(target=send); t.start()
-        while True:
-            d = s.recv(1 << 18)
-            if not d: break
-            got += len(d)
-        t.join(); s.close(); done.append(got)
-    start = time.monotonic()
-    ts = [threading.Thread(target=one) for _ in range(tunnels)]
-    for t in ts: t.start()
-    for t in ts: t.join()
-    wall = time.monotonic() - start
-    ok = all(g == size for g in done)
-    print(f"{wall:.4f} {sum(done)} {int(ok)}")
-if sys.argv[1] == "backend": backend(int(sys.argv[2]))
-else: client(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
-PY
+WS="$ROOT/bench/ws_echo.py"
 
-taskset -c 1 python3 "$TMP/ws.py" backend "$backend_port" & pids+=($!)
+taskset -c 1 python3 "$WS" backend "$backend_port" & pids+=($!)
 cat >"$TMP/routes.yaml" <<EOF
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -138,7 +85,7 @@ for r in $(seq "$rounds"); do
     sp=$!; pids+=("$sp")
     wait_port "$proxy_port" || { cat "$TMP/sluice-$mode.log" >&2; exit 1; }
     read -r b0 t0 < <(python3 "$HELPER" cpu 0)
-    read -r wall bytes ok < <(taskset -c 1 python3 "$TMP/ws.py" client "$proxy_port" "$mib" "$tunnels")
+    read -r wall bytes ok < <(taskset -c 1 python3 "$WS" client "$proxy_port" "$mib" "$tunnels")
     read -r b1 t1 < <(python3 "$HELPER" cpu 0)
     userspace=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^sluice_tunnel_userspace_bytes_total/ {print $2}')
     kill "$sp"; wait "$sp" 2>/dev/null || true

@@ -67,9 +67,14 @@ struct Args {
     ebpf: sluice::bpf::Mode,
     /// Also splice upgraded (WebSocket) connections in the kernel (sk_skb
     /// SockMap). Off by default: it pays off only for tunnels that pause
-    /// after the upgrade (docs/benchmarks.md, eBPF).
+    /// after the upgrade, and stalled under concurrent streaming tunnels
+    /// (docs/benchmarks.md, eBPF).
     #[arg(long)]
     ebpf_splice: bool,
+    /// Bypass the client leg too, for clients on 127.0.0.0/8 in sluice's
+    /// cgroup (`false`: only the backend leg; ebpf/README.md says when).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    ebpf_local_clients: bool,
 }
 
 /// What the control loop reacts to.
@@ -169,8 +174,15 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
     let shared = Arc::new(Shared::new(Arc::new(table)));
     // Before the workers start, so their first connections are seen; the
     // guard detaches and unpins when `run` returns.
-    let _ebpf =
-        sluice::bpf::start(args.ebpf, args.ebpf_splice, &shared).map_err(|e| e.to_string())?;
+    let _ebpf = sluice::bpf::start(
+        args.ebpf,
+        sluice::bpf::Options {
+            splice: args.ebpf_splice,
+            local_clients: args.ebpf_local_clients,
+        },
+        &shared,
+    )
+    .map_err(|e| e.to_string())?;
     let registry = Arc::new(Registry::new(config.workers));
     let control = Arc::new(Control::default());
     let (tx, rx) = mpsc::channel();

@@ -31,6 +31,10 @@ pub const MAP_PASSED: &str = "SLUICE_PASSED";
 /// ([`SockKey`] → `1`), recorded by sockops; their peers (the backends'
 /// sockets) are recorded too, so these may receive bypassed messages.
 pub const MAP_UPSTREAMS: &str = "SLUICE_UPSTREAMS";
+/// LRU hash map: local clients' sockets ([`SockKey`] → `1`): the active
+/// end of a connection from 127.0.0.0/8 to a sluice listener, recorded by
+/// sockops (with sluice's end, so both directions may be bypassed).
+pub const MAP_CLIENTS: &str = "SLUICE_CLIENTS";
 /// Per-CPU array of `u64` counters, indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "SLUICE_COUNTERS";
 /// SockHash of the spliced sockets (keyed by [`SockKey`]); the stream
@@ -211,11 +215,14 @@ pub enum Counter {
     SkSkbPassedMsgs = 10,
     /// sk_skb: bytes left to the socket's own receive path.
     SkSkbPassedBytes = 11,
+    /// sockops: local clients' sockets (active, to a sluice listener on
+    /// 127.0.0.0/8) recorded.
+    SockopsLocalClient = 12,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 13] = [
         Counter::SockopsActive,
         Counter::SockopsPassive,
         Counter::SockopsBackend,
@@ -228,6 +235,7 @@ impl Counter {
         Counter::SkSkbRedirectedBytes,
         Counter::SkSkbPassedMsgs,
         Counter::SkSkbPassedBytes,
+        Counter::SockopsLocalClient,
     ];
 
     /// Entries of [`MAP_COUNTERS`].

@@ -17,6 +17,11 @@
 //!   socket, so both directions can skip the TCP/IP stack. (On loopback
 //!   the active side is established first: its ACK is sent after its own
 //!   callback.)
+//! * active: both ends on 127.0.0.0/8 and the remote port is a sluice
+//!   listener: a local client's socket (remembered in [`CLIENTS`]), so the
+//!   client leg skips the stack too (its peer, sluice's passive socket, is
+//!   recorded by the first rule just after). Off when the loader sets
+//!   [`SLUICE_LOCAL_CLIENTS`] to 0 (`--ebpf-local-clients false`).
 //!
 //! The bypass keeps bytes in order: a socket that ever sent a message
 //! through the TCP stack (its peer was not recorded yet) is remembered in
@@ -43,6 +48,7 @@ use aya_ebpf::bindings::{
     BPF_ANY, BPF_F_INGRESS, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB,
     BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, sk_action,
 };
+use aya_ebpf::Global;
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::macros::{map, sk_msg, sock_ops, stream_verdict};
 use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray, SockHash};
@@ -51,6 +57,19 @@ use aya_log_ebpf::{debug, warn};
 use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey, SpliceState};
 
 const AF_INET: u32 = 2;
+
+/// Whether local clients' sockets are recorded (the loader sets it: 0 with
+/// `--ebpf-local-clients false`).
+#[unsafe(no_mangle)]
+static SLUICE_LOCAL_CLIENTS: Global<u8> = Global::new(1);
+use SLUICE_LOCAL_CLIENTS as LOCAL_CLIENTS;
+
+/// Whether the splice may be used (the loader sets it to 0 without
+/// `--ebpf-splice`): then no socket is ever in [`SPLICED`], and sk_msg
+/// skips looking there (two hash lookups per message).
+#[unsafe(no_mangle)]
+static SLUICE_SPLICE_ON: Global<u8> = Global::new(1);
+use SLUICE_SPLICE_ON as SPLICE_ON;
 const LOG_INTERVAL_NS: u64 = 1_000_000_000;
 
 // === maps ===
@@ -70,6 +89,13 @@ static PASSED: LruHashMap<SockKey, u32> =
 /// closed connections age out.
 #[map(name = "SLUICE_UPSTREAMS")]
 static UPSTREAMS: LruHashMap<SockKey, u32> =
+    LruHashMap::with_max_entries(common::SOCKS_MAX_ENTRIES, 0);
+/// Local clients' sockets (the active end of a connection from
+/// 127.0.0.0/8 to a sluice listener, recorded by the active callback), so
+/// that the loader knows which of sluice's client sockets the bypass may
+/// feed; LRU, so closed connections age out.
+#[map(name = "SLUICE_CLIENTS")]
+static CLIENTS: LruHashMap<SockKey, u32> =
     LruHashMap::with_max_entries(common::SOCKS_MAX_ENTRIES, 0);
 #[map(name = "SLUICE_COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::LEN, 0);
@@ -94,6 +120,7 @@ const _: () = assert!(common::str_eq(common::MAP_COUNTERS, "SLUICE_COUNTERS"));
 const _: () = assert!(common::str_eq(common::MAP_SPLICE, "SLUICE_SPLICE"));
 const _: () = assert!(common::str_eq(common::MAP_UPSTREAMS, "SLUICE_UPSTREAMS"));
 const _: () = assert!(common::str_eq(common::MAP_SPLICED, "SLUICE_SPLICED"));
+const _: () = assert!(common::str_eq(common::MAP_CLIENTS, "SLUICE_CLIENTS"));
 
 /// Adds `n` to a counter of a [`SpliceState`]. Not atomic, and need not
 /// be: each field has one writer at a time, the program running for that
@@ -158,13 +185,26 @@ fn try_sluice_sockops(ctx: &SockOpsContext) -> Result<(), ()> {
         remote_port: common::remote_port(ctx.remote_port()),
     };
     let counter = if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
-        if BACKENDS.get_ptr(key.remote()).is_none() {
+        if BACKENDS.get_ptr(key.remote()).is_some() {
+            if UPSTREAMS.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
+                warn!(ctx, "cannot remember an upstream socket");
+            }
+            Counter::SockopsActive
+        } else if LOCAL_CLIENTS.load() != 0
+            && LISTEN.get_ptr(key.remote_port).is_some()
+            && key.remote().is_loopback()
+            && key.local().is_loopback()
+        {
+            // A local client of one of sluice's listeners: its end of the
+            // connection (sluice's end is recorded by the passive callback,
+            // which on loopback runs after this one).
+            if CLIENTS.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
+                warn!(ctx, "cannot remember a local client socket");
+            }
+            Counter::SockopsLocalClient
+        } else {
             return Ok(());
         }
-        if UPSTREAMS.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
-            warn!(ctx, "cannot remember an upstream socket");
-        }
-        Counter::SockopsActive
     } else if LISTEN.get_ptr(key.local_port).is_some() {
         Counter::SockopsPassive
     } else if BACKENDS.get_ptr(key.local()).is_some() && UPSTREAMS.get_ptr(key.peer()).is_some() {
@@ -221,14 +261,19 @@ fn try_sluice_sk_msg(ctx: &SkMsgContext) -> Result<u32, u32> {
         local_port: md.local_port,
         remote_port: common::remote_port(md.remote_port),
     };
-    let spliced = SPLICED.get_ptr_mut(key);
+    let splice_on = SPLICE_ON.load() != 0;
+    let spliced = if splice_on {
+        SPLICED.get_ptr_mut(key)
+    } else {
+        None
+    };
     if let Some(state) = spliced {
         // A spliced socket: what it sends is its partner's redirected bytes
         // (and, while entering, the loader's last copies).
         // SAFETY: a map value, valid for this run.
         add(unsafe { &raw mut (*state).sent_bytes }, size);
     }
-    if spliced.is_some() || SPLICED.get_ptr(key.peer()).is_some() {
+    if spliced.is_some() || (splice_on && SPLICED.get_ptr(key.peer()).is_some()) {
         // A spliced socket sends through the stack: the kernel writes its
         // partner's bytes from a work queue with MSG_DONTWAIT, and a
         // redirect to a peer's ingress that finds no room fails for good
