@@ -11,8 +11,9 @@
 # Loads: small = wrk -t1 -c50 keep-alive GET /small; big = wrk -t1 -c8 GET
 # /big (1 MiB responses); ws = T upgraded connections (default 4) each
 # echoing M MiB (default 256). Modes: off = --ebpf off, on = --ebpf on
-# (loopback bypass of both legs), splice = --ebpf on --ebpf-splice (only
-# changes ws). Modes alternate within a round, order reversed every other
+# --ebpf-local-clients true (loopback bypass of both legs; wrk and the
+# echo client are local), backend = --ebpf on (the default: backend leg
+# only), splice = --ebpf on --ebpf-splice (only changes ws). Modes alternate within a round, order reversed every other
 # round. Per run: requests/s or MB/s, p99 (wrk), and the CPU cost on CPU 0
 # (busy jiffies from /proc/stat, softirq included, over the measured
 # window) per request and per GB. Prints every run, then medians over the
@@ -100,7 +101,7 @@ spec:
 EOF
 slice web "$nginx_port"; slice ws "$ws_port"; } >"$TMP/routes.yaml"
 
-flags_of() { case $1 in off) echo "--ebpf off" ;; on) echo "--ebpf on" ;; splice) echo "--ebpf on --ebpf-splice" ;; *) echo "ebpf.sh: unknown mode $1" >&2; exit 2 ;; esac; }
+flags_of() { case $1 in off) echo "--ebpf off" ;; on) echo "--ebpf on --ebpf-local-clients true" ;; backend) echo "--ebpf on" ;; splice) echo "--ebpf on --ebpf-splice" ;; *) echo "ebpf.sh: unknown mode $1" >&2; exit 2 ;; esac; }
 url="http://127.0.0.1:$proxy_port"
 rows="$TMP/rows.jsonl"; : >"$rows"
 echo "sluice $sluice_bin; $rounds round(s) x ${duration}s; ws: $tunnels x $mib MiB; $(uname -r)"

@@ -15,7 +15,7 @@
 //!
 //! | acceleration | programs | state |
 //! | --- | --- | --- |
-//! | loopback bypass, backend leg and local clients' leg | sockops on the proxy's cgroup v2, sk_msg on the `SLUICE_SOCKS` SockHash | implemented; client leg off with `--ebpf-local-clients false` |
+//! | loopback bypass, backend leg and local clients' leg | sockops on the proxy's cgroup v2, sk_msg on the `SLUICE_SOCKS` SockHash | implemented; client leg opt-in with `--ebpf-local-clients true` |
 //! | splice of tunnelled connections | sk_skb stream verdict on the `SLUICE_SPLICE` SockHash, sk_msg counting | implemented (see "Handover protocol") |
 //!
 //! **Loopback bypass.** The sockops program records, by 4-tuple, the
@@ -25,8 +25,8 @@
 //! (passive, local end a registered backend whose peer is one of sluice's
 //! upstream sockets), and — the client leg — the local client's end of a
 //! connection to sluice (active, both ends on 127.0.0.0/8, remote port in
-//! `SLUICE_LISTEN`; remembered in `SLUICE_CLIENTS`; off with
-//! `--ebpf-local-clients false`). Nothing else is recorded, so other
+//! `SLUICE_LISTEN`; remembered in `SLUICE_CLIENTS`; only with
+//! `--ebpf-local-clients true`, see below for why it is opt-in). Nothing else is recorded, so other
 //! processes' connections are never touched — except that another process
 //! connecting to a registered loopback backend, or to a sluice listener
 //! port on 127.0.0.0/8 where something else listens, while sluice runs is
@@ -66,7 +66,10 @@
 //! client should retry `EAGAIN` (CPython does when the socket has a
 //! timeout; non-blocking and event-driven clients are unaffected), or run
 //! sluice with `--ebpf-local-clients false` (backend leg only) or outside
-//! the client's cgroup.
+//! the client's cgroup. Because a proxy must not change what its clients'
+//! sockets do, the client leg is **off by default** (`--ebpf-local-clients
+//! true` turns it on, for clients known to be event-driven, and for the
+//! benchmarks).
 //!
 //! # Handover protocol (splice of tunnelled connections)
 //!
@@ -334,7 +337,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             splice: false,
-            local_clients: true,
+            local_clients: false,
         }
     }
 }
@@ -359,7 +362,7 @@ fn start_accel(
             let legs = if options.local_clients {
                 "backend leg and local clients' leg"
             } else {
-                "backend leg only, --ebpf-local-clients false"
+                "backend leg only; --ebpf-local-clients true adds the local clients' leg"
             };
             tracing::info!(
                 "eBPF acceleration (--ebpf {mode}): loopback bypass active ({legs}; sockops on \

@@ -72,8 +72,9 @@ struct Args {
     #[arg(long)]
     ebpf_splice: bool,
     /// Bypass the client leg too, for clients on 127.0.0.0/8 in sluice's
-    /// cgroup (`false`: only the backend leg; ebpf/README.md says when).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// cgroup. Off by default: such a client's blocking sockets may see a
+    /// spurious EAGAIN (kernel 6.18; ebpf/README.md says when).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     ebpf_local_clients: bool,
 }
 

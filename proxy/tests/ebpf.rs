@@ -174,7 +174,12 @@ fn on_bypasses_loopback_backend_and_counts_a_64mib_response() {
     require_root!();
     let backend = big_backend();
     let (files, port) = inputs("ebpf-big", backend);
-    let sluice = Sluice::start(&files, port, 2, &["--ebpf", "on"]);
+    let sluice = Sluice::start(
+        &files,
+        port,
+        2,
+        &["--ebpf", "on", "--ebpf-local-clients", "true"],
+    );
     let log = sluice.log_text();
     assert!(
         log.contains("eBPF acceleration (--ebpf on): loopback bypass active (backend leg and local clients' leg"),
