@@ -323,8 +323,9 @@ pub fn start(mode: Mode, options: Options, shared: &Arc<Shared>) -> Result<Guard
     start_accel(mode, options, shared).map(Guard)
 }
 
-/// What to accelerate besides the backend leg of the loopback bypass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to accelerate besides the backend leg of the loopback bypass
+/// (by default: nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Options {
     /// `--ebpf-splice`: splice upgraded connections (sk_skb).
     pub splice: bool,
@@ -333,14 +334,6 @@ pub struct Options {
     pub local_clients: bool,
 }
 
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            splice: false,
-            local_clients: false,
-        }
-    }
-}
 
 fn start_accel(
     mode: Mode,
