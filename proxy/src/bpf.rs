@@ -334,7 +334,6 @@ pub struct Options {
     pub local_clients: bool,
 }
 
-
 fn start_accel(
     mode: Mode,
     options: Options,

@@ -76,7 +76,7 @@ pub async fn send_all(to: &mut SendStream<Bytes>, data: Bytes) -> Result<(), h2:
 
 /// [`send_all`], the last DATA frame ending the stream when `end` (an
 /// empty one when `data` is empty).
-async fn send_parts(
+pub(crate) async fn send_parts(
     to: &mut SendStream<Bytes>,
     mut data: Bytes,
     end: bool,

@@ -841,13 +841,13 @@ fn client_response_from_h1(
     ctx: &mut Ctx<'_>,
     resp: &Head,
     buf: &[u8],
+    shared: &Bytes,
     keep_length: bool,
 ) -> http::Response<()> {
     ctx.status = resp.status;
     let mut response = http::Response::new(());
     *response.status_mut() =
         http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    let shared = Bytes::copy_from_slice(buf.get(..resp.len).unwrap_or_default());
     let headers = response.headers_mut();
     headers.reserve(resp.headers.len());
     for field in &resp.headers {
@@ -1033,6 +1033,9 @@ async fn forward_h1(
     // for; a Length body keeps its own; others are framed by DATA frames.
     let keep_length =
         ctx.head_request || resp.status == 304 || matches!(rframing, Framing::Length(_));
+    // A small response's head and whole body, already read, are copied
+    // once: the header values and the one DATA frame are views of it.
+    let mut shared = Bytes::new();
     let client_head = if phase::rewrites_response(ctx) {
         let fields: Fields<'_> = resp
             .fields(buf)
@@ -1044,9 +1047,17 @@ async fn forward_h1(
             .collect();
         client_response(ctx, resp.status, fields)
     } else {
-        client_response_from_h1(ctx, &resp, buf, keep_length)
+        let whole = match rframing {
+            Framing::Length(n) if n <= (buf.len() - resp.len.min(buf.len())) as u64 => {
+                resp.len + n as usize
+            }
+            _ => resp.len,
+        };
+        shared = Bytes::copy_from_slice(buf.get(..whole).unwrap_or_default());
+        client_response_from_h1(ctx, &resp, buf, &shared, keep_length)
     };
     upstream.consume(resp.len);
+    let body_in_shared = shared.len().saturating_sub(resp.len);
     let end = rframing == Framing::Empty;
     let send = respond
         .send_response(client_head, end)
@@ -1057,6 +1068,13 @@ async fn forward_h1(
         // A Length body's last DATA frame ends the stream; the others
         // end with an empty DATA frame.
         let copied = match rframing {
+            Framing::Length(n) if n > 0 && body_in_shared as u64 == n => {
+                upstream.consume(body_in_shared);
+                let body = shared.slice(resp.len..);
+                bridge::send_parts(send, body, true)
+                    .await
+                    .map_err(|_| CopyError::Write)
+            }
             Framing::Length(n) => {
                 bridge::copy_length_to_end(&mut upstream, send, n, FROM_BACKEND, none).await
             }
