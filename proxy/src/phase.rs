@@ -794,6 +794,14 @@ endpoints: [{addresses: [127.0.0.1]}]
             .collect()
     }
 
+    /// `bytes` parsed as one whole head by `parse`.
+    fn parsed(bytes: &[u8], parse: fn(&[u8], &mut Head) -> Result<bool, h1::CodecError>) -> Head {
+        let mut head = Head::default();
+        assert!(parse(bytes, &mut head).unwrap());
+        assert_eq!(head.len, bytes.len());
+        head
+    }
+
     /// The verbatim paths write what the general ones (every field
     /// re-serialized) write, but for the fields' optional whitespace.
     #[test]
@@ -833,10 +841,8 @@ endpoints: [{addresses: [127.0.0.1]}]
                 framing,
             );
 
-            let (mut a, mut b) = (Head::default(), Head::default());
-            assert!(h1::parse_request(&verbatim, &mut a).unwrap());
-            assert!(h1::parse_request(&rebuilt, &mut b).unwrap());
-            assert_eq!(a.len, verbatim.len());
+            let a = parsed(&verbatim, h1::parse_request);
+            let b = parsed(&rebuilt, h1::parse_request);
             assert_eq!(verbatim[a.start_line()], rebuilt[b.start_line()]);
             assert_eq!(fields_of(&a, &verbatim), fields_of(&b, &rebuilt));
             let forwarded_for = a.values(&verbatim, "x-forwarded-for").collect::<Vec<_>>();
@@ -865,10 +871,8 @@ endpoints: [{addresses: [127.0.0.1]}]
             let mut rebuilt = Vec::new();
             let r = response_head(&mut ctx, head.status, fields, framing, None, &mut rebuilt);
             assert_eq!(v, r);
-            let (mut a, mut b) = (Head::default(), Head::default());
-            assert!(h1::parse_response(&verbatim, &mut a).unwrap());
-            assert!(h1::parse_response(&rebuilt, &mut b).unwrap());
-            assert_eq!(a.len, verbatim.len());
+            let a = parsed(&verbatim, h1::parse_response);
+            let b = parsed(&rebuilt, h1::parse_response);
             assert_eq!(a.status, b.status);
             assert_eq!(fields_of(&a, &verbatim), fields_of(&b, &rebuilt));
         }
