@@ -108,21 +108,27 @@ async fn fill(from: &mut Conn, source: Source) -> Result<(), CopyError> {
 }
 
 /// Sends the first `n` pending bytes of `from` (at most [`BODY_CHUNK`]) on
-/// `to`, a copy to `tee`, and consumes them.
+/// `to`, a copy to `tee`, and consumes them; the last DATA frame ends the
+/// stream when `end`.
 async fn send_pending(
     from: &mut Conn,
     to: &mut SendStream<Bytes>,
     n: usize,
     tee: &mut Tee,
+    end: bool,
 ) -> Result<(), CopyError> {
     let n = n.min(BODY_CHUNK).min(from.pending().len());
     let data = Bytes::copy_from_slice(&from.pending()[..n]);
     from.consume(n);
     tee.push(&data);
-    send_all(to, data).await.map_err(|_| CopyError::Write)
+    send_parts(to, data, end)
+        .await
+        .map_err(|_| CopyError::Write)
 }
 
-/// Copies exactly `n` body bytes of `from` to `to` (and `tee`).
+/// Copies exactly `n` body bytes of `from` to `to` (and `tee`). With
+/// `end`, the last DATA frame ends the stream (an empty one when `n` is
+/// 0): no empty DATA frame just for END_STREAM.
 ///
 /// # Errors
 ///
@@ -133,36 +139,9 @@ pub async fn copy_length(
     mut n: u64,
     source: Source,
     tee: &mut Tee,
+    end: bool,
 ) -> Result<(), CopyError> {
-    while n > 0 {
-        if from.pending().is_empty() {
-            fill(from, source).await?;
-        }
-        let take = from
-            .pending()
-            .len()
-            .min(usize::try_from(n).unwrap_or(usize::MAX))
-            .min(BODY_CHUNK);
-        send_pending(from, to, take, tee).await?;
-        n -= take as u64;
-    }
-    Ok(())
-}
-
-/// [`copy_length`], the last DATA frame ending the stream: no empty DATA
-/// frame just for END_STREAM (an empty one when `n` is 0).
-///
-/// # Errors
-///
-/// See [`CopyError`].
-pub async fn copy_length_to_end(
-    from: &mut Conn,
-    to: &mut SendStream<Bytes>,
-    mut n: u64,
-    source: Source,
-    tee: &mut Tee,
-) -> Result<(), CopyError> {
-    if n == 0 {
+    if n == 0 && end {
         return to
             .send_data(Bytes::new(), true)
             .map_err(|_| CopyError::Write);
@@ -176,13 +155,8 @@ pub async fn copy_length_to_end(
             .len()
             .min(usize::try_from(n).unwrap_or(usize::MAX))
             .min(BODY_CHUNK);
-        let data = Bytes::copy_from_slice(&from.pending()[..take]);
-        from.consume(take);
-        tee.push(&data);
         n -= take as u64;
-        send_parts(to, data, n == 0)
-            .await
-            .map_err(|_| CopyError::Write)?;
+        send_pending(from, to, take, tee, end && n == 0).await?;
     }
     Ok(())
 }
@@ -245,7 +219,7 @@ pub async fn copy_until_close(
             }
         }
         let n = from.pending().len();
-        send_pending(from, to, n, &mut Tee::none()).await?;
+        send_pending(from, to, n, &mut Tee::none(), false).await?;
     }
 }
 

@@ -686,7 +686,9 @@ async fn exchange_h2(
     let (response, mut send) = upstream::h2::send_request(addr, request, end_of_stream).await?;
     let upload = async {
         let copied = match framing {
-            Framing::Length(n) => bridge::copy_length(conn, &mut send, n, FROM_CLIENT, tee).await,
+            Framing::Length(n) => {
+                bridge::copy_length(conn, &mut send, n, FROM_CLIENT, tee, false).await
+            }
             Framing::Chunked => bridge::copy_chunked(conn, &mut send, FROM_CLIENT, tee).await,
             Framing::Empty | Framing::UntilClose => return Ok(true),
         };

@@ -1076,7 +1076,7 @@ async fn forward_h1(
                     .map_err(|_| CopyError::Write)
             }
             Framing::Length(n) => {
-                bridge::copy_length_to_end(&mut upstream, send, n, FROM_BACKEND, none).await
+                bridge::copy_length(&mut upstream, send, n, FROM_BACKEND, none, true).await
             }
             Framing::Chunked => bridge::copy_chunked(&mut upstream, send, FROM_BACKEND, none).await,
             _ => bridge::copy_until_close(&mut upstream, send, FROM_BACKEND).await,
