@@ -17,6 +17,8 @@
 # sluice_tunnel_userspace_bytes_total at the end of the run. Needs root.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 HELPER="$ROOT/bench/h1_helper.py"
 rounds=3 mib=256 tunnels=4 sluice_bin=""
 while [ $# -gt 0 ]; do
@@ -41,34 +43,7 @@ read -r backend_port proxy_port admin_port <<<"$(python3 "$HELPER" ports 3 | tr 
 WS="$ROOT/bench/ws_echo.py"
 
 taskset -c 1 python3 "$WS" backend "$backend_port" & pids+=($!)
-cat >"$TMP/routes.yaml" <<EOF
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench, namespace: bench}
-spec:
-  gatewayClassName: sluice
-  listeners:
-  - {name: http, protocol: HTTP, port: $proxy_port}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: all, namespace: bench}
-spec:
-  parentRefs: [{name: bench}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: backend, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: backend-bench
-  namespace: bench
-  labels: {kubernetes.io/service-name: backend}
-addressType: IPv4
-ports: [{name: http, port: $backend_port, protocol: TCP}]
-endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
-EOF
+sluice_routes "$proxy_port" "$backend_port" >"$TMP/routes.yaml"
 
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 wait_port "$backend_port"

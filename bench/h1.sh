@@ -31,6 +31,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 orig_args="$*"
 HELPER="$ROOT/bench/h1_helper.py"
 
@@ -174,34 +176,7 @@ wait_port "$backend_port" "$backend_pid" || { cat "$TMP/backend/logs/error.log" 
 
 # --- proxy configurations --------------------------------------------------
 mkdir -p "$TMP/sluice"
-cat >"$TMP/sluice/routes.yaml" <<EOF
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench, namespace: bench}
-spec:
-  gatewayClassName: sluice
-  listeners:
-  - {name: http, protocol: HTTP, port: ${port[sluice]}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: all, namespace: bench}
-spec:
-  parentRefs: [{name: bench}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: backend, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: backend-bench
-  namespace: bench
-  labels: {kubernetes.io/service-name: backend}
-addressType: IPv4
-ports: [{name: http, port: $backend_port, protocol: TCP}]
-endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
-EOF
+sluice_routes "${port[sluice]}" "$backend_port" >"$TMP/sluice/routes.yaml"
 
 mkdir -p "$TMP/nginx/logs"
 cat >"$TMP/nginx/nginx.conf" <<EOF

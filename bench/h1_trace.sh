@@ -18,6 +18,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 HELPER="$ROOT/bench/h1_helper.py"
 duration=3
 sluice_bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice"
@@ -126,26 +128,7 @@ frontend fe
 backend be
   server s1 127.0.0.1:$bport
 EOF
-cat >"$TMP/sluice/routes.yaml" <<EOF
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench, namespace: bench}
-spec: {gatewayClassName: sluice, listeners: [{name: http, protocol: HTTP, port: $sport}]}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: all, namespace: bench}
-spec:
-  parentRefs: [{name: bench}]
-  rules: [{matches: [{path: {type: PathPrefix, value: /}}], backendRefs: [{name: backend, port: 80}]}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: backend-bench, namespace: bench, labels: {kubernetes.io/service-name: backend}}
-addressType: IPv4
-ports: [{name: http, port: $bport, protocol: TCP}]
-endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
-EOF
+sluice_routes "$sport" "$bport" >"$TMP/sluice/routes.yaml"
 sluice_flags=(--workers 1 --bind 127.0.0.1)
 "$sluice_bin" --help 2>/dev/null | grep -q -- '--ebpf' && sluice_flags+=(--ebpf off)
 

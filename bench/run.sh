@@ -44,6 +44,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 HELPER="$ROOT/bench/h1_helper.py"
 SUITE="$ROOT/bench/suite.py"
 orig_args="$*"
@@ -300,34 +302,7 @@ wait_port "$bport" "$!" || { cat "$TMP/backend/logs/error.log" >&2; die "backend
 
 # --- proxy configurations -------------------------------------------------------------
 mkdir -p "$TMP/sluice" "$TMP/nginx/logs" "$TMP/nginx-routes/logs" "$TMP/haproxy" "$TMP/envoy" "$TMP/pingora"
-cat >"$TMP/sluice/routes.yaml" <<EOF
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench, namespace: bench}
-spec:
-  gatewayClassName: sluice
-  listeners:
-  - {name: http, protocol: HTTP, port: $sport}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: all, namespace: bench}
-spec:
-  parentRefs: [{name: bench}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: backend, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: backend-bench
-  namespace: bench
-  labels: {kubernetes.io/service-name: backend}
-addressType: IPv4
-ports: [{name: http, port: $bport, protocol: TCP}]
-endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
-EOF
+sluice_routes "$sport" "$bport" >"$TMP/sluice/routes.yaml"
 
 last_path=
 if [ "$want_routes" -eq 1 ]; then
