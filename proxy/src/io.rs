@@ -209,9 +209,19 @@ impl Conn {
                 "read buffer full",
             ));
         }
+        // Nothing pending: everything the peer sent was consumed, so it has
+        // yet to send more (the next request on a keep-alive connection,
+        // the backend's answer to the request just written). The kernel
+        // then waits for data before receiving instead of first trying a
+        // receive that fails (one wasted socket lock and unlock per read).
+        let poll_first = self.pos == self.buf.len();
         let buf = std::mem::take(&mut self.buf);
         let (len, cap) = (buf.len(), buf.capacity());
-        let (result, slice) = self.stream.read(buf.slice(len..cap)).await;
+        let (result, slice) = if poll_first {
+            self.stream.recv_poll_first(buf.slice(len..cap)).await
+        } else {
+            self.stream.read(buf.slice(len..cap)).await
+        };
         self.buf = slice.into_inner();
         result
     }
