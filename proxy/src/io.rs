@@ -198,6 +198,27 @@ impl Conn {
     ///
     /// The socket's error, or `OutOfMemory` when the buffer is full.
     pub async fn fill(&mut self) -> io::Result<usize> {
+        self.fill_with(false).await
+    }
+
+    /// [`fill`](Self::fill) for a message head: the next request of a
+    /// keep-alive client, a backend's answer to the request just written.
+    /// When nothing is pending, the peer has yet to send it, so the kernel
+    /// is told to wait for data before receiving instead of first trying a
+    /// receive that fails (`IORING_RECVSEND_POLL_FIRST`: one socket lock
+    /// and unlock fewer per request and side). Not for bodies: there the
+    /// next bytes are usually already queued, and polling first would only
+    /// delay them.
+    ///
+    /// # Errors
+    ///
+    /// As for [`fill`](Self::fill).
+    pub async fn fill_head(&mut self) -> io::Result<usize> {
+        let awaiting_peer = self.pos == self.buf.len();
+        self.fill_with(awaiting_peer).await
+    }
+
+    async fn fill_with(&mut self, poll_first: bool) -> io::Result<usize> {
         if self.pos > 0 && self.buf.len() == self.buf.capacity() {
             self.buf.copy_within(self.pos.., 0);
             self.buf.truncate(self.buf.len() - self.pos);
@@ -209,12 +230,6 @@ impl Conn {
                 "read buffer full",
             ));
         }
-        // Nothing pending: everything the peer sent was consumed, so it has
-        // yet to send more (the next request on a keep-alive connection,
-        // the backend's answer to the request just written). The kernel
-        // then waits for data before receiving instead of first trying a
-        // receive that fails (one wasted socket lock and unlock per read).
-        let poll_first = self.pos == self.buf.len();
         let buf = std::mem::take(&mut self.buf);
         let (len, cap) = (buf.len(), buf.capacity());
         let (result, slice) = if poll_first {

@@ -108,7 +108,7 @@ async fn read_head(
             }
             conn.grow(&worker.bufs);
         }
-        match conn.fill().await {
+        match conn.fill_head().await {
             Ok(0) if conn.pending().is_empty() => return Ok(false),
             Ok(0) => return Err(Error::new(Kind::DownstreamIo)),
             Ok(_) => {}

@@ -60,7 +60,7 @@ pub async fn read_head(
             return Err(Error::new(Kind::UpstreamMalformed));
         }
         let nothing_yet = upstream.pending().is_empty();
-        match upstream.fill().await {
+        match upstream.fill_head().await {
             Ok(0) if nothing_yet => return Err(maybe_retry(Error::new(Kind::UpstreamIo))),
             Ok(0) => return Err(Error::new(Kind::UpstreamIo)),
             Ok(_) => {}
