@@ -15,12 +15,22 @@ use tokio_uring::net::TcpStream;
 pub mod compat;
 
 /// Size of a full read buffer (a backend connection's, or a client
-/// connection's while a large head or a body is read); also the largest
-/// head accepted (a larger request head is answered with 431).
+/// connection's while a large head is read); also the largest head
+/// accepted (a larger request head is answered with 431).
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
 
-/// Most idle buffers a worker keeps for reuse.
+/// Most idle buffers of each size a worker keeps for reuse.
 pub const DEFAULT_MAX_POOLED_BUFFERS: usize = 1024;
+
+/// Size of the buffer a connection reads a streamed body through
+/// ([`Conn::fill_body`]; at least the full size). A loopback TCP segment
+/// carries up to 64 KiB: reading a large body 16 KiB at a time took four
+/// receives and four sends per segment (a 1 MiB response cost ~25 % more
+/// CPU, `bench/ab.sh --load big`).
+pub const BODY_BUFFER_SIZE: usize = 64 * 1024;
+
+/// Most idle body buffers a worker keeps for reuse (16 MiB).
+pub const DEFAULT_MAX_POOLED_BODY_BUFFERS: usize = 256;
 
 /// Size of the small buffer a client connection reads into while it waits
 /// for a request: an idle keep-alive connection pins only this much. A head
@@ -32,13 +42,14 @@ pub const SMALL_BUFFER_SIZE: usize = 1024;
 // === impl BufPool ===
 
 /// A worker's free lists of read buffers (not shared across threads):
-/// full-size ones, and [small](SMALL_BUFFER_SIZE) ones for idle client
-/// connections.
+/// full-size ones, [small](SMALL_BUFFER_SIZE) ones for idle client
+/// connections, and [body](BODY_BUFFER_SIZE) ones for streamed bodies.
 #[derive(Debug)]
 pub struct BufPool {
     size: usize,
     free: RefCell<Vec<Vec<u8>>>,
     small: RefCell<Vec<Vec<u8>>>,
+    body: RefCell<Vec<Vec<u8>>>,
 }
 
 impl BufPool {
@@ -48,6 +59,7 @@ impl BufPool {
             size,
             free: RefCell::new(Vec::new()),
             small: RefCell::new(Vec::new()),
+            body: RefCell::new(Vec::new()),
         }
     }
 
@@ -70,6 +82,11 @@ impl BufPool {
             .unwrap_or_else(|| Vec::with_capacity(size))
     }
 
+    /// The capacity of its body buffers (never less than the full size).
+    pub fn body_size(&self) -> usize {
+        BODY_BUFFER_SIZE.max(self.size)
+    }
+
     /// An empty buffer with the pool's capacity.
     pub fn get(&self) -> Vec<u8> {
         self.free
@@ -78,17 +95,28 @@ impl BufPool {
             .unwrap_or_else(|| Vec::with_capacity(self.size))
     }
 
-    /// Returns a buffer (full-size or small) for reuse.
+    /// An empty body buffer.
+    pub fn get_body(&self) -> Vec<u8> {
+        let size = self.body_size();
+        self.body
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(size))
+    }
+
+    /// Returns a buffer (body, full-size or small) for reuse.
     pub fn put(&self, mut buf: Vec<u8>) {
-        let free = if buf.capacity() >= self.size {
-            &self.free
+        let (free, bound) = if buf.capacity() >= self.body_size() {
+            (&self.body, DEFAULT_MAX_POOLED_BODY_BUFFERS)
+        } else if buf.capacity() >= self.size {
+            (&self.free, DEFAULT_MAX_POOLED_BUFFERS)
         } else if buf.capacity() >= self.small_size() {
-            &self.small
+            (&self.small, DEFAULT_MAX_POOLED_BUFFERS)
         } else {
             return;
         };
         let mut free = free.borrow_mut();
-        if free.len() < DEFAULT_MAX_POOLED_BUFFERS {
+        if free.len() < bound {
             buf.clear();
             free.push(buf);
         }
@@ -138,25 +166,34 @@ impl Conn {
     /// current one is smaller (a head that did not fit the small buffer, or
     /// a body that streams); the small buffer goes back to the pool.
     pub fn grow(&mut self, pool: &BufPool) {
-        if self.buf.capacity() >= pool.size() {
-            return;
+        if self.buf.capacity() < pool.size() {
+            self.replace_buffer(pool, pool.get());
         }
-        let mut big = pool.get();
-        big.extend_from_slice(self.pending());
-        self.pos = 0;
-        pool.put(std::mem::replace(&mut self.buf, big));
     }
 
-    /// Gives a full-size buffer back to `pool` when its pending bytes fit
-    /// a small one (between requests: an idle connection pins only a small
+    /// Gives a larger buffer back to `pool` when its pending bytes fit a
+    /// small one (between requests: an idle connection pins only a small
     /// buffer).
     pub fn shrink(&mut self, pool: &BufPool) {
         let small = pool.small_size();
-        let pending = self.buf.len() - self.pos;
-        if self.buf.capacity() <= small || pending > small {
-            return;
+        if self.buf.capacity() > small && self.pending().len() <= small {
+            self.replace_buffer(pool, pool.get_small());
         }
-        let mut buf = pool.get_small();
+    }
+
+    /// Gives a body buffer back to `pool` when its pending bytes fit a
+    /// full-size one (a backend connection going back to its pool: it
+    /// reads heads through a full-size buffer).
+    pub fn shrink_to_full(&mut self, pool: &BufPool) {
+        let size = pool.size();
+        if self.buf.capacity() > size && self.pending().len() <= size {
+            self.replace_buffer(pool, pool.get());
+        }
+    }
+
+    /// Moves the pending bytes into `buf` and gives the current buffer
+    /// back to `pool`.
+    fn replace_buffer(&mut self, pool: &BufPool, mut buf: Vec<u8>) {
         buf.extend_from_slice(self.pending());
         self.pos = 0;
         pool.put(std::mem::replace(&mut self.buf, buf));
@@ -216,6 +253,21 @@ impl Conn {
     pub async fn fill_head(&mut self) -> io::Result<usize> {
         let awaiting_peer = self.pos == self.buf.len();
         self.fill_with(awaiting_peer).await
+    }
+
+    /// [`fill`](Self::fill) for a streamed body: reads through a
+    /// [body buffer](BODY_BUFFER_SIZE) of `pool` (taken here if the
+    /// current buffer is smaller; given back by [`shrink`](Self::shrink)
+    /// or [`shrink_to_full`](Self::shrink_to_full)).
+    ///
+    /// # Errors
+    ///
+    /// As for [`fill`](Self::fill).
+    pub async fn fill_body(&mut self, pool: &BufPool) -> io::Result<usize> {
+        if self.buf.capacity() < pool.body_size() {
+            self.replace_buffer(pool, pool.get_body());
+        }
+        self.fill_with(false).await
     }
 
     async fn fill_with(&mut self, poll_first: bool) -> io::Result<usize> {
@@ -295,4 +347,42 @@ pub async fn write_all(stream: &TcpStream, data: &mut Vec<u8>) -> io::Result<()>
     let (result, owned) = stream.write_all(owned).await;
     *data = owned;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_buffer_goes_back_to_its_own_size_class() {
+        let pool = BufPool::new(DEFAULT_BUFFER_SIZE);
+        let (small, full, body) = (pool.get_small(), pool.get(), pool.get_body());
+        assert_eq!(small.capacity(), SMALL_BUFFER_SIZE);
+        assert_eq!(full.capacity(), DEFAULT_BUFFER_SIZE);
+        assert_eq!(body.capacity(), BODY_BUFFER_SIZE);
+        let body_ptr = body.as_ptr();
+        pool.put(body);
+        pool.put(full);
+        pool.put(small);
+        // A body buffer never comes back as a full-size one: the head
+        // bound of a connection is its full buffer.
+        assert_eq!(pool.get().capacity(), DEFAULT_BUFFER_SIZE);
+        assert_eq!(pool.get_small().capacity(), SMALL_BUFFER_SIZE);
+        let again = pool.get_body();
+        assert_eq!(again.as_ptr(), body_ptr);
+    }
+
+    #[test]
+    fn body_buffers_are_at_least_full_size_and_bounded_in_the_pool() {
+        let pool = BufPool::new(4 * BODY_BUFFER_SIZE);
+        assert_eq!(pool.body_size(), 4 * BODY_BUFFER_SIZE);
+        let pool = BufPool::new(DEFAULT_BUFFER_SIZE);
+        let many: Vec<_> = (0..DEFAULT_MAX_POOLED_BODY_BUFFERS + 10)
+            .map(|_| pool.get_body())
+            .collect();
+        for buf in many {
+            pool.put(buf);
+        }
+        assert_eq!(pool.body.borrow().len(), DEFAULT_MAX_POOLED_BODY_BUFFERS);
+    }
 }

@@ -40,7 +40,7 @@ use tokio_uring::net::TcpStream;
 use crate::codec::h1::{self, CHUNKED_END, ChunkedDecoder, CodecError, Framing, Head, Request};
 use crate::error::{Error, Kind, Side};
 use crate::filter::Fields;
-use crate::io::{self, Conn};
+use crate::io::{self, BufPool, Conn};
 use crate::mirror::{self, Tee};
 use crate::phase::{self, Action, ClientFraming, Ctx};
 use crate::proto::bridge::{self, CopyError, FROM_CLIENT, H1Body};
@@ -102,10 +102,12 @@ async fn read_head(
             Ok(false) => {}
             Err(e) => return Err(Error::new(Kind::DownstreamMalformedHead(e))),
         }
+        // The bound is the full buffer size, whatever buffer the
+        // connection holds (a body buffer, after a streamed request body).
+        if conn.pending().len() >= worker.bufs.size() {
+            return Err(Error::new(Kind::DownstreamHeadTooLarge));
+        }
         if conn.is_full() {
-            if conn.capacity() >= worker.bufs.size() {
-                return Err(Error::new(Kind::DownstreamHeadTooLarge));
-            }
             conn.grow(&worker.bufs);
         }
         match conn.fill_head().await {
@@ -367,13 +369,22 @@ async fn proxy(
             match write_head(to, out).await {
                 Ok(()) if n > take as u64 => {
                     let rest = n - take as u64;
-                    copy_length(&mut upstream, to, rest, RESPONSE, &mut Tee::none()).await
+                    copy_length(
+                        &worker.bufs,
+                        &mut upstream,
+                        to,
+                        rest,
+                        RESPONSE,
+                        &mut Tee::none(),
+                    )
+                    .await
                 }
                 r => r,
             }
         }
         (ClientFraming::Chunked, Framing::Chunked) => {
             copy_chunked(
+                &worker.bufs,
                 &mut upstream,
                 to,
                 out,
@@ -386,6 +397,7 @@ async fn proxy(
         }
         (_, Framing::Chunked) => {
             copy_chunked(
+                &worker.bufs,
                 &mut upstream,
                 to,
                 out,
@@ -398,7 +410,14 @@ async fn proxy(
         }
         (framing, _) => match write_head(to, out).await {
             Ok(()) => {
-                copy_until_close(&mut upstream, to, out, framing == ClientFraming::Chunked).await
+                copy_until_close(
+                    &worker.bufs,
+                    &mut upstream,
+                    to,
+                    out,
+                    framing == ClientFraming::Chunked,
+                )
+                .await
             }
             r => r,
         },
@@ -410,6 +429,7 @@ async fn proxy(
         return false;
     }
     if upstream_keep {
+        upstream.shrink_to_full(&worker.bufs);
         worker.pool.put(addr, upstream);
     } else {
         worker.bufs.put(upstream.into_buffer());
@@ -483,7 +503,16 @@ async fn exchange(
     loop {
         let (upstream, reused) = upstream::h1::checkout(worker, addr).await?;
         let upstream = slot.insert(upstream);
-        let sent = send_and_receive(upstream, conn, framing, request_head, resp, upgrade, tee);
+        let sent = send_and_receive(
+            &worker.bufs,
+            upstream,
+            conn,
+            framing,
+            request_head,
+            resp,
+            upgrade,
+            tee,
+        );
         match sent.await {
             Ok(()) => return Ok(()),
             Err(e) if reused && e.is_retryable() => {
@@ -506,7 +535,12 @@ async fn exchange(
 /// are consumed only once that write succeeded, so that a failed first
 /// write ([retryable](Error::retryable)) leaves `request_head` and the
 /// client's buffer as they were.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the arguments are the request's state"
+)]
 async fn send_and_receive(
+    bufs: &BufPool,
     upstream: &mut Conn,
     conn: &mut Conn,
     framing: Framing,
@@ -533,13 +567,13 @@ async fn send_and_receive(
             tee.push(&conn.pending()[..take]);
             conn.consume(take);
             if n > take as u64 {
-                copy_length(conn, to, n - take as u64, REQUEST, tee).await?;
+                copy_length(bufs, conn, to, n - take as u64, REQUEST, tee).await?;
             }
         }
         Framing::Chunked => {
             let mut scratch = request_head.clone();
             let head = scratch.len();
-            copy_chunked(conn, to, &mut scratch, head, true, REQUEST, tee).await?;
+            copy_chunked(bufs, conn, to, &mut scratch, head, true, REQUEST, tee).await?;
         }
     }
     tee.finish();
@@ -734,8 +768,9 @@ const RESPONSE: Sides = Sides {
     write: Kind::DownstreamIo,
 };
 
-async fn fill(from: &mut Conn, sides: Sides) -> Result<(), Error> {
-    match from.fill().await {
+/// Reads more of a body (through a body buffer of `bufs`).
+async fn fill(from: &mut Conn, sides: Sides, bufs: &BufPool) -> Result<(), Error> {
+    match from.fill_body(bufs).await {
         Ok(0) => Err(Error::new(sides.read)),
         Ok(_) => Ok(()),
         Err(e) => Err(Error::new_io(sides.read, e)),
@@ -745,6 +780,7 @@ async fn fill(from: &mut Conn, sides: Sides) -> Result<(), Error> {
 /// Copies exactly `n` bytes, straight from the read buffer (and a copy to
 /// `tee`'s mirrors).
 async fn copy_length(
+    bufs: &BufPool,
     from: &mut Conn,
     to: &TcpStream,
     mut n: u64,
@@ -753,7 +789,7 @@ async fn copy_length(
 ) -> Result<(), Error> {
     while n > 0 {
         if from.pending().is_empty() {
-            fill(from, sides).await?;
+            fill(from, sides, bufs).await?;
         }
         let take = from
             .pending()
@@ -776,7 +812,12 @@ async fn copy_length(
 /// body bytes, in one write, or alone before waiting for body bytes. Input
 /// is consumed only once its write succeeded: an error on the first write
 /// is [retryable](Error::retryable) when nothing of `from` was consumed.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "source, sink, scratch and framing of one copy; a struct would only be unpacked again"
+)]
 async fn copy_chunked(
+    bufs: &BufPool,
     from: &mut Conn,
     to: &TcpStream,
     out: &mut Vec<u8>,
@@ -802,7 +843,7 @@ async fn copy_chunked(
                 head = 0;
                 untouched = false;
             }
-            fill(from, sides).await?;
+            fill(from, sides, bufs).await?;
         }
         out.truncate(head);
         let mut consumed = 0;
@@ -840,6 +881,7 @@ async fn copy_chunked(
 
 /// Copies a close-delimited response body, as chunks or raw.
 async fn copy_until_close(
+    bufs: &BufPool,
     from: &mut Conn,
     to: &TcpStream,
     out: &mut Vec<u8>,
@@ -848,7 +890,7 @@ async fn copy_until_close(
     let sides = RESPONSE;
     loop {
         if from.pending().is_empty() {
-            match from.fill().await {
+            match from.fill_body(bufs).await {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => return Err(Error::new_io(sides.read, e)),
