@@ -60,15 +60,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() {
-  local i
-  for i in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 read -r backend_port proxy_port < <(python3 "$HELPER" ports 2)
 user_line=
 [ "$(id -u)" -eq 0 ] && user_line="user root;"
@@ -84,11 +75,7 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  client_body_temp_path $TMP/backend/body;
-  proxy_temp_path $TMP/backend/proxy;
-  fastcgi_temp_path $TMP/backend/fastcgi;
-  uwsgi_temp_path $TMP/backend/uwsgi;
-  scgi_temp_path $TMP/backend/scgi;
+$(nginx_temp_paths "$TMP/backend")
   server {
     listen 127.0.0.1:$backend_port backlog=4096;
     location /small { default_type text/plain; return 200 'Hello, world!'; }

@@ -45,7 +45,6 @@ WS="$ROOT/bench/ws_echo.py"
 taskset -c 1 python3 "$WS" backend "$backend_port" & pids+=($!)
 sluice_routes "$proxy_port" "$backend_port" >"$TMP/routes.yaml"
 
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 wait_port "$backend_port"
 rows="$TMP/rows"; : >"$rows"
 for r in $(seq "$rounds"); do

@@ -23,6 +23,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HELPER="$ROOT/bench/h1_helper.py"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 WS="$ROOT/bench/ws_echo.py"
 rounds=3 duration=10 warmup=2 loads=small,big,ws modes=off,on mib=256 tunnels=4 sluice_bin=""
 while [ $# -gt 0 ]; do
@@ -54,7 +56,6 @@ cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; do
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 taskset -pc 1 $$ >/dev/null   # this script and what it starts: CPU 1, but sluice
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 read -r nginx_port ws_port proxy_port admin_port <<<"$(python3 "$HELPER" ports 4 | tr '\n' ' ')"
 
 mkdir -p "$TMP/nginx/logs"

@@ -128,16 +128,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() {
-  local port=$1 pid=$2 i
-  for i in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-
 read -r backend_port p_sluice p_nginx p_haproxy < <(python3 "$HELPER" ports 4)
 declare -A port=([sluice]=$p_sluice [nginx]=$p_nginx [haproxy]=$p_haproxy)
 user_line=
@@ -157,11 +147,7 @@ http {
   access_log off;
   keepalive_requests 1000000;
   keepalive_timeout 300s;
-  client_body_temp_path $TMP/backend/body;
-  proxy_temp_path $TMP/backend/proxy;
-  fastcgi_temp_path $TMP/backend/fastcgi;
-  uwsgi_temp_path $TMP/backend/uwsgi;
-  scgi_temp_path $TMP/backend/scgi;
+$(nginx_temp_paths "$TMP/backend")
   server {
     listen 127.0.0.1:$backend_port backlog=4096;
     location / { default_type text/plain; return 200 '$body'; }
@@ -191,11 +177,7 @@ http {
   access_log off;
   keepalive_requests 1000000;
   keepalive_timeout 300s;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
+$(nginx_temp_paths "$TMP/nginx")
   upstream backend {
     server 127.0.0.1:$backend_port;
     keepalive 64;

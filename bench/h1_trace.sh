@@ -74,15 +74,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() {
-  local i
-  for i in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 read -r bport sport nport hport < <(python3 "$HELPER" ports 4)
 user_line=; [ "$(id -u)" -eq 0 ] && user_line="user root;"
 nginx_conf() {  # nginx_conf DIR PORT [UPSTREAM_PORT]

@@ -33,3 +33,27 @@ ports: [{name: http, port: $2, protocol: TCP}]
 endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
 EOF
 }
+
+# wait_port PORT [PID]: waits up to 10 s until 127.0.0.1:PORT accepts a
+# connection; fails at once if PID is given and that process has exited.
+wait_port() {
+  local port=$1 pid=${2:-} _
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    [ -z "$pid" ] || kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# nginx_temp_paths DIR: the http-block lines that keep an nginx's
+# temporary files under DIR (not the system's paths, which need root).
+nginx_temp_paths() {
+  cat <<EOF2
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+  fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi;
+  scgi_temp_path $1/scgi;
+EOF2
+}

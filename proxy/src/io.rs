@@ -75,11 +75,7 @@ impl BufPool {
 
     /// An empty small buffer.
     pub fn get_small(&self) -> Vec<u8> {
-        let size = self.small_size();
-        self.small
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(size))
+        take_or_new(&self.small, self.small_size())
     }
 
     /// The capacity of its body buffers (never less than the full size).
@@ -89,19 +85,12 @@ impl BufPool {
 
     /// An empty buffer with the pool's capacity.
     pub fn get(&self) -> Vec<u8> {
-        self.free
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.size))
+        take_or_new(&self.free, self.size)
     }
 
     /// An empty body buffer.
     pub fn get_body(&self) -> Vec<u8> {
-        let size = self.body_size();
-        self.body
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(size))
+        take_or_new(&self.body, self.body_size())
     }
 
     /// Returns a buffer (body, full-size or small) for reuse.
@@ -121,6 +110,13 @@ impl BufPool {
             free.push(buf);
         }
     }
+}
+
+/// A buffer from `free`, or a new one of `size` bytes if it is empty.
+fn take_or_new(free: &RefCell<Vec<Vec<u8>>>, size: usize) -> Vec<u8> {
+    free.borrow_mut()
+        .pop()
+        .unwrap_or_else(|| Vec::with_capacity(size))
 }
 
 // === impl Conn ===

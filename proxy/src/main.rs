@@ -42,7 +42,8 @@ struct Args {
     #[arg(long, default_value_t = runtime::DEFAULT_HEADER_TIMEOUT.as_secs())]
     header_timeout: u64,
     /// Read buffer per connection, in bytes; also the largest request head
-    /// (larger → 431).
+    /// (larger → 431). Streamed bodies are read through buffers of 64 KiB
+    /// or this size, whichever is larger.
     #[arg(long, default_value_t = sluice::io::DEFAULT_BUFFER_SIZE)]
     buffer_size: usize,
     /// Serve /metrics, /routes and /healthz on this address (e.g.
