@@ -40,7 +40,7 @@ use tokio_uring::net::TcpStream;
 use crate::codec::h1::{self, CHUNKED_END, ChunkedDecoder, CodecError, Framing, Head, Request};
 use crate::error::{Error, Kind, Side};
 use crate::filter::Fields;
-use crate::io::{self, BufPool, Conn};
+use crate::io::{self, Arrival, BufPool, Conn};
 use crate::mirror::{self, Tee};
 use crate::phase::{self, Action, ClientFraming, Ctx};
 use crate::proto::bridge::{self, CopyError, FROM_CLIENT, H1Body};
@@ -110,7 +110,7 @@ async fn read_head(
         if conn.is_full() {
             conn.grow(&worker.bufs);
         }
-        match conn.fill_head().await {
+        match conn.fill_head(Arrival::Later).await {
             Ok(0) if conn.pending().is_empty() => return Ok(false),
             Ok(0) => return Err(Error::new(Kind::DownstreamIo)),
             Ok(_) => {}
@@ -577,7 +577,8 @@ async fn send_and_receive(
         }
     }
     tee.finish();
-    upstream::h1::read_head(upstream, resp, upgrade, framing == Framing::Empty).await
+    let retryable = framing == Framing::Empty;
+    upstream::h1::read_head(upstream, resp, upgrade, retryable, Arrival::Later).await
 }
 
 // === h2c backends ===

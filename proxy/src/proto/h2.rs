@@ -81,7 +81,7 @@ use crate::codec::h1::{self, CHUNKED_END, Framing, Head};
 use crate::codec::h2::FrameCheck;
 use crate::error::{Error, Kind};
 use crate::filter::Fields;
-use crate::io::{self, Conn, compat};
+use crate::io::{self, Arrival, Conn, compat};
 use crate::mirror::{self, Tee};
 use crate::phase::{self, Action, Ctx, Protocol};
 use crate::proto::bridge::{self, CopyError, FROM_BACKEND, PumpError};
@@ -1171,7 +1171,8 @@ async fn send_and_receive(
         }
     }
     tee.finish();
-    upstream::h1::read_head(upstream, resp, false, framing == Framing::Empty)
+    let retryable = framing == Framing::Empty;
+    upstream::h1::read_head(upstream, resp, false, retryable, Arrival::Soon)
         .await
         .map_err(Failure::BeforeResponse)
 }

@@ -8,7 +8,7 @@ use tokio_uring::net::TcpStream;
 
 use crate::codec::h1::{self, Head};
 use crate::error::{Error, Kind};
-use crate::io::Conn;
+use crate::io::{Arrival, Conn};
 use crate::runtime::Worker;
 
 /// A connection to `addr`: the most recently pooled one, or a new one;
@@ -32,6 +32,8 @@ pub async fn checkout(worker: &Worker, addr: SocketAddr) -> Result<(Conn, bool),
 
 /// Reads the final response head into `resp`, skipping `1xx` heads; a
 /// `101` is final only for an `upgrade` request (else it is malformed).
+/// `arrival` says whether the answer is expected [later](Arrival::Later)
+/// or [soon](Arrival::Soon) (see [`Conn::fill_head`]).
 /// When `retryable`, an error before any byte of the response arrived is
 /// marked [retryable](Error::retryable) (the connection was a stale pooled
 /// one and the request may be sent again).
@@ -45,6 +47,7 @@ pub async fn read_head(
     resp: &mut Head,
     upgrade: bool,
     retryable: bool,
+    arrival: Arrival,
 ) -> Result<(), Error> {
     let maybe_retry = |e: Error| if retryable { e.retryable() } else { e };
     loop {
@@ -60,7 +63,7 @@ pub async fn read_head(
             return Err(Error::new(Kind::UpstreamMalformed));
         }
         let nothing_yet = upstream.pending().is_empty();
-        match upstream.fill_head().await {
+        match upstream.fill_head(arrival).await {
             Ok(0) if nothing_yet => return Err(maybe_retry(Error::new(Kind::UpstreamIo))),
             Ok(0) => return Err(Error::new(Kind::UpstreamIo)),
             Ok(_) => {}
