@@ -434,11 +434,12 @@ pub(crate) fn rewrites_response(ctx: &Ctx<'_>) -> bool {
 fn write_verbatim_request(ctx: &Ctx<'_>, req: Request<'_>, framing: Framing, out: &mut Vec<u8>) {
     let (head, buf) = (req.head, req.buf);
     out.extend_from_slice(buf.get(head.start_line()).unwrap_or_default());
+    let hop = h1::HopByHop::new(head, buf);
     copy_field_lines(out, head, buf, |name| {
         !(name.eq_ignore_ascii_case(b"expect")
             || name.eq_ignore_ascii_case(b"x-forwarded-proto")
             || name.eq_ignore_ascii_case(b"x-forwarded-for")
-            || h1::is_hop_by_hop(head, buf, name))
+            || hop.contains(name))
     });
     out.extend_from_slice(b"X-Forwarded-For: ");
     for value in head.values(buf, "x-forwarded-for") {
@@ -485,9 +486,10 @@ pub fn upstream_request_filter(
 /// field are left out.
 pub fn forward_h1_fields<'a>(ctx: &Ctx<'_>, rule: &Rule, req: Request<'a>) -> Forwarded<'a> {
     let (head, buf) = (req.head, req.buf);
+    let hop = h1::HopByHop::new(head, buf);
     let fields = head
         .fields(buf)
-        .filter(|(name, _)| !h1::is_hop_by_hop(head, buf, name))
+        .filter(move |(name, _)| !hop.contains(name))
         .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)));
     let host = match (head.minor, ctx.upstream) {
         (0, Some(addr)) => Some(Cow::Owned(addr.to_string().into_bytes())),
@@ -521,17 +523,18 @@ pub fn response_filter(
     out: &mut Vec<u8>,
 ) -> ClientFraming {
     // No filter touches the head: its field lines go out as received.
+    let hop = h1::HopByHop::new(head, buf);
     if head.status != 101 && !rewrites_response(ctx) {
         let client_framing = client_framing(ctx, framing);
         ctx.status = head.status;
         write_status_line(out, head.status);
-        copy_field_lines(out, head, buf, |name| !h1::is_hop_by_hop(head, buf, name));
+        copy_field_lines(out, head, buf, |name| !hop.contains(name));
         write_response_tail(ctx, head.status, framing, client_framing, None, out);
         return client_framing;
     }
     let fields: Fields<'_> = head
         .fields(buf)
-        .filter(|(name, _)| !h1::is_hop_by_hop(head, buf, name))
+        .filter(|(name, _)| !hop.contains(name))
         .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
         .collect();
     let upgrade = head.values(buf, "upgrade").next();
@@ -864,7 +867,7 @@ endpoints: [{addresses: [127.0.0.1]}]
             let v = response_filter(&mut ctx, &head, bytes, framing, &mut verbatim);
             let fields: Fields<'_> = head
                 .fields(bytes)
-                .filter(|(name, _)| !h1::is_hop_by_hop(&head, bytes, name))
+                .filter(|(name, _)| !h1::HopByHop::new(&head, bytes).contains(name))
                 .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
                 .collect();
             let mut ctx = Ctx::new(client, 8080);

@@ -446,15 +446,55 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Whether a header is hop-by-hop: in [`HOP_BY_HOP`] or named by a
-/// Connection token. Content-Length is also dropped: the forwarded framing is
-/// written by the proxy.
-pub fn is_hop_by_hop(head: &Head, buf: &[u8], name: &[u8]) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-        || name.eq_ignore_ascii_case(b"content-length")
-        || connection_tokens(head, buf).any(|t| t.eq_ignore_ascii_case(name))
+/// Connection tokens [`HopByHop`] keeps; a head naming more has the rest
+/// looked up in it.
+const CACHED_CONNECTION_TOKENS: usize = 4;
+
+/// Which fields of one head are hop-by-hop: those in [`HOP_BY_HOP`] and
+/// those its Connection header names (RFC 9110 §7.6.1); Content-Length
+/// too, since the proxy writes the forwarded framing itself. The
+/// Connection tokens are found once, when it is made, not once per field.
+#[derive(Debug)]
+pub struct HopByHop<'b> {
+    tokens: [&'b [u8]; CACHED_CONNECTION_TOKENS],
+    cached: usize,
+    /// The head, when it names more tokens than are cached.
+    more: Option<(&'b Head, &'b [u8])>,
+}
+
+impl<'b> HopByHop<'b> {
+    /// The hop-by-hop fields of `head`, whose bytes are `buf`.
+    pub fn new(head: &'b Head, buf: &'b [u8]) -> HopByHop<'b> {
+        let mut hop = HopByHop {
+            tokens: [&[]; CACHED_CONNECTION_TOKENS],
+            cached: 0,
+            more: None,
+        };
+        for token in connection_tokens(head, buf) {
+            if hop.cached == CACHED_CONNECTION_TOKENS {
+                hop.more = Some((head, buf));
+                break;
+            }
+            hop.tokens[hop.cached] = token;
+            hop.cached += 1;
+        }
+        hop
+    }
+
+    /// Whether the field `name` is hop-by-hop (never forwarded).
+    pub fn contains(&self, name: &[u8]) -> bool {
+        let named = |t: &[u8]| t.eq_ignore_ascii_case(name);
+        HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+            || name.eq_ignore_ascii_case(b"content-length")
+            || self.tokens[..self.cached].iter().any(|t| named(t))
+            || self.more.is_some_and(|(head, buf)| {
+                connection_tokens(head, buf)
+                    .skip(CACHED_CONNECTION_TOKENS)
+                    .any(named)
+            })
+    }
 }
 
 // === chunked coding ===
@@ -878,5 +918,30 @@ mod tests {
         encode_chunk(&mut out, b"");
         out.extend_from_slice(CHUNKED_END);
         assert_eq!(out, b"1a\r\nhello world, this is 26 b!\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_the_fixed_list_and_every_connection_token() {
+        let bytes = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-A\r\n\
+            Connection: x-b,x-c , X-D,x-e\r\nKeep-Alive: 5\r\nX-E: 1\r\nX-F: 2\r\n\
+            Content-Length: 0\r\n\r\n";
+        let (head, _) = request(bytes).unwrap();
+        let hop = HopByHop::new(&head, bytes);
+        for name in [
+            "connection",
+            "Keep-Alive",
+            "content-length",
+            "TE",
+            "upgrade",
+        ] {
+            assert!(hop.contains(name.as_bytes()), "{name}");
+        }
+        // Five tokens: four cached, the fifth looked up in the head.
+        for name in ["x-a", "X-B", "x-c", "x-d", "X-E", "close"] {
+            assert!(hop.contains(name.as_bytes()), "{name}");
+        }
+        for name in ["host", "x-f", "x-", ""] {
+            assert!(!hop.contains(name.as_bytes()), "{name}");
+        }
     }
 }

@@ -850,10 +850,11 @@ fn client_response_from_h1(
         http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
     headers.reserve(resp.headers.len());
+    let hop = h1::HopByHop::new(resp, buf);
     for field in &resp.headers {
         let name = field.name.get(buf);
         let keep = keep_length && name.eq_ignore_ascii_case(b"content-length");
-        if !keep && h1::is_hop_by_hop(resp, buf, name) {
+        if !keep && hop.contains(name) {
             continue;
         }
         let Ok(name) = HeaderName::from_bytes(name) else {
@@ -1037,10 +1038,11 @@ async fn forward_h1(
     // once: the header values and the one DATA frame are views of it.
     let mut shared = Bytes::new();
     let client_head = if phase::rewrites_response(ctx) {
+        let hop = h1::HopByHop::new(&resp, buf);
         let fields: Fields<'_> = resp
             .fields(buf)
             .filter(|(name, _)| {
-                !(h1::is_hop_by_hop(&resp, buf, name)
+                !(hop.contains(name)
                     && !(keep_length && name.eq_ignore_ascii_case(b"content-length")))
             })
             .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
