@@ -460,6 +460,47 @@ fn oversized_head_is_431() {
     assert!(s.backends["echo"].received().is_empty());
 }
 
+/// Bodies stream through 64 KiB body buffers; the head bound (431 past the
+/// 16 KiB full buffer) holds on a connection that still holds one — here a
+/// pipelined oversized head right behind a large body — and large bodies
+/// both ways keep the connection usable.
+#[test]
+fn head_bound_holds_behind_a_streamed_body() {
+    let s = misc("body-buffer");
+    let mut c = Client::new(s.port);
+    let body = "b".repeat(300 * 1024);
+    let r = c.request("POST", "/echo/upload", &[], body.as_bytes());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echoed("body"), vec![body.clone()]);
+    assert_eq!(c.request("GET", "/echo/small", &[], b"").status, 200);
+    assert_eq!(c.connections, 1);
+
+    let big = "a".repeat(20 * 1024);
+    let mut pipelined = format!(
+        "POST /echo/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    pipelined.extend_from_slice(body.as_bytes());
+    pipelined.extend_from_slice(
+        format!("GET /echo/next HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+    );
+    c.send(&pipelined);
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echoed("body"), vec![body]);
+    assert_eq!(c.read_response(false).status, 431);
+    let targets: Vec<String> = s.backends["echo"]
+        .received()
+        .into_iter()
+        .map(|r| r.target)
+        .collect();
+    assert!(
+        !targets.iter().any(|t| t == "/echo/next"),
+        "forwarded: {targets:?}"
+    );
+}
+
 /// An idle client connection reads into a small buffer: a head larger than
 /// it, a body that arrives in parts and pipelined requests still go
 /// through, and the connection stays usable for small requests after them.

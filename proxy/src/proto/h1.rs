@@ -98,6 +98,10 @@ async fn read_head(
     loop {
         *started |= !conn.pending().is_empty();
         match h1::parse_request(conn.pending(), head) {
+            // A body buffer can hold a whole head larger than the bound.
+            Ok(true) if head.len > worker.bufs.size() => {
+                return Err(Error::new(Kind::DownstreamHeadTooLarge));
+            }
             Ok(true) => return Ok(true),
             Ok(false) => {}
             Err(e) => return Err(Error::new(Kind::DownstreamMalformedHead(e))),
