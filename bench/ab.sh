@@ -4,14 +4,15 @@
 # change pays off on a machine whose speed drifts (compare within a round,
 # quote medians).
 #
-#   bench/ab.sh [--load small|big|h2c] [--rounds N] [--duration S]
+#   bench/ab.sh [--load small|big|h2c|h2c-big] [--rounds N] [--duration S]
 #               NAME=PATH[:ARGS] NAME=PATH[:ARGS] ...
 #
 #   bench/ab.sh --load small --rounds 6 before=/tmp/sluice-before after=target/release/sluice
 #   bench/ab.sh --load big 16k=target/release/sluice "64k=target/release/sluice:--buffer-size 65536"
 #
 # Loads: small = wrk -t1 -c50, 13-byte body (issue 3's load); big = wrk -t1
-# -c8, 1 MiB body; h2c = h2load -t1 -c32 -m16, 13-byte body (issue 4's).
+# -c8, 1 MiB body; h2c = h2load -t1 -c32 -m16, 13-byte body (issue 4's);
+# h2c-big = h2load -t1 -c8 -m1, 1 MiB body.
 # An nginx backend and the load generator run on CPU 1; each binary in turn
 # runs alone on CPU 0 (`--workers 1 --bind 127.0.0.1 --ebpf off`, plus
 # ARGS), is warmed up for 2 s and measured for --duration seconds (default
@@ -44,7 +45,8 @@ case "$load" in
   small) path=/small ;;
   big) path=/big ;;
   h2c) path=/small ;;
-  *) echo "ab.sh: --load is small, big or h2c" >&2; exit 2 ;;
+  h2c-big) path=/big ;;
+  *) echo "ab.sh: --load is small, big, h2c or h2c-big" >&2; exit 2 ;;
 esac
 for t in wrk h2load nginx taskset python3; do
   command -v "$t" >/dev/null 2>&1 || { echo "ab.sh: missing $t (run scripts/setup.sh --bench)" >&2; exit 1; }
@@ -92,8 +94,10 @@ cpu0_busy() { awk '/^cpu0 /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 url="http://127.0.0.1:$proxy_port$path"
 load_run() { # SECONDS OUT
-  if [ "$load" = h2c ]; then
-    taskset -c 1 h2load -t1 -c32 -m16 -D "$1" "$url" >"$2" 2>&1
+  if [ "${load#h2c}" != "$load" ]; then
+    local streams=(-c32 -m16)
+    [ "$load" = h2c-big ] && streams=(-c8 -m1)
+    taskset -c 1 h2load -t1 "${streams[@]}" -D "$1" "$url" >"$2" 2>&1
     awk '/^requests:/{print $8}' "$2"
   else
     local c=50

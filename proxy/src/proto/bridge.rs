@@ -26,7 +26,7 @@ use tokio_uring::net::TcpStream;
 
 use crate::codec::h1::{self, ChunkedDecoder};
 use crate::error::{Error, Kind};
-use crate::io::{self, Conn};
+use crate::io::{self, BufPool, Conn};
 use crate::mirror::Tee;
 
 /// Largest DATA payload sent per read from an HTTP/1.1 connection.
@@ -99,8 +99,9 @@ pub(crate) async fn send_parts(
     Ok(())
 }
 
-async fn fill(from: &mut Conn, source: Source) -> Result<(), CopyError> {
-    match from.fill().await {
+/// Reads more of a body (through a body buffer of `bufs`).
+async fn fill(from: &mut Conn, source: Source, bufs: &BufPool) -> Result<(), CopyError> {
+    match from.fill_body(bufs).await {
         Ok(0) => Err(CopyError::Read(Error::new(source.read))),
         Ok(_) => Ok(()),
         Err(e) => Err(CopyError::Read(Error::new_io(source.read, e))),
@@ -134,6 +135,7 @@ async fn send_pending(
 ///
 /// See [`CopyError`].
 pub async fn copy_length(
+    bufs: &BufPool,
     from: &mut Conn,
     to: &mut SendStream<Bytes>,
     mut n: u64,
@@ -148,7 +150,7 @@ pub async fn copy_length(
     }
     while n > 0 {
         if from.pending().is_empty() {
-            fill(from, source).await?;
+            fill(from, source, bufs).await?;
         }
         let take = from
             .pending()
@@ -168,6 +170,7 @@ pub async fn copy_length(
 ///
 /// See [`CopyError`].
 pub async fn copy_chunked(
+    bufs: &BufPool,
     from: &mut Conn,
     to: &mut SendStream<Bytes>,
     source: Source,
@@ -177,7 +180,7 @@ pub async fn copy_chunked(
     let mut data = BytesMut::new();
     loop {
         if from.pending().is_empty() {
-            fill(from, source).await?;
+            fill(from, source, bufs).await?;
         }
         let input = from.pending();
         let mut consumed = 0;
@@ -206,13 +209,14 @@ pub async fn copy_chunked(
 ///
 /// See [`CopyError`].
 pub async fn copy_until_close(
+    bufs: &BufPool,
     from: &mut Conn,
     to: &mut SendStream<Bytes>,
     source: Source,
 ) -> Result<(), CopyError> {
     loop {
         if from.pending().is_empty() {
-            match from.fill().await {
+            match from.fill_body(bufs).await {
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
                 Err(e) => return Err(CopyError::Read(Error::new_io(source.read, e))),

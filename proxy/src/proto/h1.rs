@@ -637,7 +637,7 @@ async fn proxy_h2(
         }
     }
     let mut tee = Tee::start_body(worker, mirrors, out, framing, ctx.backend_timeout());
-    let exchange = exchange_h2(conn, framing, request, addr, &mut tee);
+    let exchange = exchange_h2(&worker.bufs, conn, framing, request, addr, &mut tee);
     let result = match ctx.backend_timeout() {
         Some(limit) => tokio::time::timeout(limit, exchange)
             .await
@@ -715,6 +715,7 @@ async fn proxy_h2(
 /// `tee`) while the response head is awaited; the response and whether the
 /// whole request body was read.
 async fn exchange_h2(
+    bufs: &BufPool,
     conn: &mut Conn,
     framing: Framing,
     request: http::Request<()>,
@@ -726,9 +727,9 @@ async fn exchange_h2(
     let upload = async {
         let copied = match framing {
             Framing::Length(n) => {
-                bridge::copy_length(conn, &mut send, n, FROM_CLIENT, tee, false).await
+                bridge::copy_length(bufs, conn, &mut send, n, FROM_CLIENT, tee, false).await
             }
-            Framing::Chunked => bridge::copy_chunked(conn, &mut send, FROM_CLIENT, tee).await,
+            Framing::Chunked => bridge::copy_chunked(bufs, conn, &mut send, FROM_CLIENT, tee).await,
             Framing::Empty | Framing::UntilClose => return Ok(true),
         };
         match copied {

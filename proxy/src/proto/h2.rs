@@ -1078,10 +1078,21 @@ async fn forward_h1(
                     .map_err(|_| CopyError::Write)
             }
             Framing::Length(n) => {
-                bridge::copy_length(&mut upstream, send, n, FROM_BACKEND, none, true).await
+                bridge::copy_length(
+                    &worker.bufs,
+                    &mut upstream,
+                    send,
+                    n,
+                    FROM_BACKEND,
+                    none,
+                    true,
+                )
+                .await
             }
-            Framing::Chunked => bridge::copy_chunked(&mut upstream, send, FROM_BACKEND, none).await,
-            _ => bridge::copy_until_close(&mut upstream, send, FROM_BACKEND).await,
+            Framing::Chunked => {
+                bridge::copy_chunked(&worker.bufs, &mut upstream, send, FROM_BACKEND, none).await
+            }
+            _ => bridge::copy_until_close(&worker.bufs, &mut upstream, send, FROM_BACKEND).await,
         };
         match copied {
             Ok(()) => {}
@@ -1093,6 +1104,7 @@ async fn forward_h1(
         }
     }
     if upstream_keep {
+        upstream.shrink_to_full(&worker.bufs);
         worker.pool.put(addr, upstream);
     } else {
         worker.bufs.put(upstream.into_buffer());
