@@ -414,7 +414,9 @@ impl Task {
         let mut conn = None;
         let result = tokio::time::timeout(timeout, self.exchange(&mut conn)).await;
         match (result, conn) {
-            (Ok(Ok(true)), Some(conn)) => self.worker.pool.put(self.addr, conn),
+            (Ok(Ok(true)), Some(conn)) => {
+                crate::upstream::h1::checkin(&self.worker, self.addr, conn)
+            }
             // Abandoned, failed or out of time: the connection is closed.
             // A read or write may still be in flight on it (its socket
             // would stay open until that completes): shutting the socket

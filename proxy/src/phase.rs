@@ -865,9 +865,10 @@ endpoints: [{addresses: [127.0.0.1]}]
             let mut ctx = Ctx::new(client, 8080);
             let mut verbatim = Vec::new();
             let v = response_filter(&mut ctx, &head, bytes, framing, &mut verbatim);
+            let hop = h1::HopByHop::new(&head, bytes);
             let fields: Fields<'_> = head
                 .fields(bytes)
-                .filter(|(name, _)| !h1::HopByHop::new(&head, bytes).contains(name))
+                .filter(|(name, _)| !hop.contains(name))
                 .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
                 .collect();
             let mut ctx = Ctx::new(client, 8080);

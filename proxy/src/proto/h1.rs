@@ -433,8 +433,7 @@ async fn proxy(
         return false;
     }
     if upstream_keep {
-        upstream.shrink_to_full(&worker.bufs);
-        worker.pool.put(addr, upstream);
+        upstream::h1::checkin(worker, addr, upstream);
     } else {
         worker.bufs.put(upstream.into_buffer());
     }

@@ -1104,8 +1104,7 @@ async fn forward_h1(
         }
     }
     if upstream_keep {
-        upstream.shrink_to_full(&worker.bufs);
-        worker.pool.put(addr, upstream);
+        upstream::h1::checkin(worker, addr, upstream);
     } else {
         worker.bufs.put(upstream.into_buffer());
     }

@@ -1,6 +1,7 @@
 //! Exchanges with HTTP/1.1 backends, for every client protocol: a
 //! connection from the worker's [pool](crate::upstream::pool) or a new one
-//! ([`checkout`]), and the response head ([`read_head`]).
+//! ([`checkout`]), given back after a whole response ([`checkin`]), and
+//! the response head ([`read_head`]).
 
 use std::net::SocketAddr;
 
@@ -28,6 +29,14 @@ pub async fn checkout(worker: &Worker, addr: SocketAddr) -> Result<(Conn, bool),
         .map_err(|e| Error::new_io(Kind::UpstreamConnect, e))?;
     let _ = stream.set_nodelay(true);
     Ok((Conn::new(stream, worker.bufs.get()), false))
+}
+
+/// Gives `conn`, which has finished a whole response, back to the worker's
+/// pool, reading through a full-size buffer again (a streamed body may
+/// have left it holding a body buffer).
+pub fn checkin(worker: &Worker, addr: SocketAddr, mut conn: Conn) {
+    conn.shrink_to_full(&worker.bufs);
+    worker.pool.put(addr, conn);
 }
 
 /// Reads the final response head into `resp`, skipping `1xx` heads; a

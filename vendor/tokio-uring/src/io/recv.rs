@@ -92,7 +92,10 @@ where
 /// thread if the kernel rejects it).
 ///
 /// Like this crate's `read`, it panics if the submission queue is full and
-/// cannot be flushed to the kernel.
+/// cannot be flushed to the kernel: the driver already retries `EBUSY`
+/// (after reaping completions) and `EINTR`, so what is left is an
+/// `io_uring_enter` error that leaves the ring unusable, and the caller's
+/// buffer is inside the operation that could not be queued.
 pub(crate) async fn recv<T: BoundedBufMut>(
     fd: &SharedFd,
     buf: T,
