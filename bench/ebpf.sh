@@ -2,7 +2,7 @@
 # Issue 5's bench: sluice --ebpf on vs off, same run, three loads.
 #
 #   bench/ebpf.sh [--rounds N] [--duration S] [--quick] [--sluice PATH]
-#                 [--loads small,big,ws] [--modes off,on[,splice]]
+#                 [--loads small,big,ws] [--modes off,on[,splice][,responses]]
 #                 [--ws-mib M] [--ws-tunnels T]
 #
 # sluice runs alone on CPU 0 (--workers 1, restarted per run); an nginx
@@ -13,7 +13,9 @@
 # echoing M MiB (default 256). Modes: off = --ebpf off, on = --ebpf on
 # --ebpf-local-clients true (loopback bypass of both legs; wrk and the
 # echo client are local), backend = --ebpf on (the default: backend leg
-# only), splice = --ebpf on --ebpf-splice (only changes ws). Modes alternate within a round, order reversed every other
+# only), splice = --ebpf on --ebpf-splice (only changes ws), responses =
+# --ebpf on --ebpf-splice-responses (experimental; only changes big). Modes
+# alternate within a round, order reversed every other
 # round. Per run: requests/s or MB/s, p99 (wrk), and the CPU cost on CPU 0
 # (busy jiffies from /proc/stat, softirq included, over the measured
 # window) per request and per GB. Prints every run, then medians over the
@@ -102,7 +104,7 @@ spec:
 EOF
 slice web "$nginx_port"; slice ws "$ws_port"; } >"$TMP/routes.yaml"
 
-flags_of() { case $1 in off) echo "--ebpf off" ;; on) echo "--ebpf on --ebpf-local-clients true" ;; backend) echo "--ebpf on" ;; splice) echo "--ebpf on --ebpf-splice" ;; *) echo "ebpf.sh: unknown mode $1" >&2; exit 2 ;; esac; }
+flags_of() { case $1 in off) echo "--ebpf off" ;; on) echo "--ebpf on --ebpf-local-clients true" ;; backend) echo "--ebpf on" ;; splice) echo "--ebpf on --ebpf-splice" ;; responses) echo "--ebpf on --ebpf-splice-responses" ;; *) echo "ebpf.sh: unknown mode $1" >&2; exit 2 ;; esac; }
 url="http://127.0.0.1:$proxy_port"
 rows="$TMP/rows.jsonl"; : >"$rows"
 echo "sluice $sluice_bin; $rounds round(s) x ${duration}s; ws: $tunnels x $mib MiB; $(uname -r)"
@@ -112,6 +114,7 @@ for r in $(seq "$rounds"); do
   for load in "${loads[@]}"; do
     for mode in "${order[@]}"; do
       [ "$mode" = splice ] && [ "$load" != ws ] && continue   # splice changes only tunnels
+      [ "$mode" = responses ] && [ "$load" != big ] && continue   # only large bodies
       # shellcheck disable=SC2046
       taskset -c 0 "$sluice_bin" --workers 1 --bind 127.0.0.1 --admin "127.0.0.1:$admin_port" \
         $(flags_of "$mode") "$TMP/routes.yaml" >"$TMP/sluice.log" 2>&1 &

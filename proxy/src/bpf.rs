@@ -16,7 +16,8 @@
 //! | acceleration | programs | state |
 //! | --- | --- | --- |
 //! | loopback bypass, backend leg and local clients' leg | sockops on the proxy's cgroup v2, sk_msg on the `SLUICE_SOCKS` SockHash | implemented; client leg opt-in with `--ebpf-local-clients true` |
-//! | splice of tunnelled connections | sk_skb stream verdict on the `SLUICE_SPLICE` SockHash, sk_msg counting | implemented (see "Handover protocol") |
+//! | splice of tunnelled connections | sk_skb stream verdict on the `SLUICE_SPLICE` SockHash, sk_msg counting | implemented (see "Handover protocol"), opt-in with `--ebpf-splice` |
+//! | splice of response bodies | the same verdict, by stream offsets (`SLUICE_RSP_SEEN`, `SLUICE_RSP_ARM`) | experimental, opt-in with `--ebpf-splice-responses`; protocol in [`response`] |
 //!
 //! **Loopback bypass.** The sockops program records, by 4-tuple, the
 //! established TCP sockets of sluice's listeners (passive, local port in
@@ -73,12 +74,13 @@
 //!
 //! # Handover protocol (splice of tunnelled connections)
 //!
-//! Only [`crate::proto::h1::tunnel`] (after a `101 Switching Protocols`)
-//! hands a connection to the kernel: nothing after a `101` is HTTP, so the
-//! proxy has nothing to see until the end. Response bodies and keep-alive
-//! connections are never spliced (the next request on a keep-alive client
-//! connection is always read, parsed and routed in userspace; a response
-//! filter always sees its bytes).
+//! Here [`crate::proto::h1::tunnel`] (after a `101 Switching Protocols`)
+//! hands a connection to the kernel for good: nothing after a `101` is
+//! HTTP, so the proxy has nothing to see until the end. A response body is
+//! handed over for its length only, and the connections come back to the
+//! proxy after it ([`response`] has that protocol); the next request on a
+//! keep-alive client connection is always read, parsed and routed in
+//! userspace, and a response head is always read and filtered there.
 //!
 //! *Maps and programs.* `SLUICE_SPLICE`, a SockHash keyed by [`SockKey`],
 //! carries the sk_skb stream verdict `sluice_sk_skb`; `SLUICE_SPLICED` maps
@@ -214,11 +216,17 @@ use aya::maps::{HashMap, MapData, PerCpuArray, SockHash};
 use aya::programs::{CgroupAttachMode, SkMsg, SkSkb, SockOps};
 use aya::{Ebpf, EbpfLoader};
 use route_compiler::table::Table;
-use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey, SpliceState};
+use sluice_ebpf_common::{
+    self as common, Counter, Endpoint, ResponseArm, ResponseSeen, SockKey, SpliceState,
+};
 use tokio_uring::net::TcpStream;
 
 use crate::metrics::{Families, Source};
 use crate::snapshot::Shared;
+
+pub mod response;
+
+pub use response::{BodySplice, UpstreamSplice, prepare_upstream, splice_response};
 
 /// The kernel programs, built by `build.rs` from `ebpf/sluice-ebpf`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sluice-ebpf.o"));
@@ -318,8 +326,8 @@ fn is_root() -> bool {
 ///
 /// With [`Mode::On`], why the programs could not be loaded.
 pub fn start(mode: Mode, options: Options, shared: &Arc<Shared>) -> Result<Guard, LoadError> {
-    static TUNNEL_METRICS: std::sync::Once = std::sync::Once::new();
-    TUNNEL_METRICS.call_once(|| crate::metrics::register_source(Arc::new(TunnelMetrics)));
+    static DATA_PATH_METRICS: std::sync::Once = std::sync::Once::new();
+    DATA_PATH_METRICS.call_once(|| crate::metrics::register_source(Arc::new(DataPathMetrics)));
     start_accel(mode, options, shared).map(Guard)
 }
 
@@ -329,6 +337,9 @@ pub fn start(mode: Mode, options: Options, shared: &Arc<Shared>) -> Result<Guard
 pub struct Options {
     /// `--ebpf-splice`: splice upgraded connections (sk_skb).
     pub splice: bool,
+    /// `--ebpf-splice-responses`: splice large response bodies (sk_skb,
+    /// [`response`]; experimental).
+    pub splice_responses: bool,
     /// `--ebpf-local-clients`: bypass the client leg too, for clients on
     /// 127.0.0.0/8 in sluice's cgroup (see "Loopback bypass").
     pub local_clients: bool,
@@ -346,9 +357,14 @@ fn start_accel(
     match Accel::load(shared, options) {
         Ok(accel) => {
             let splice = match &accel.splicer {
-                Ok(_) => "splice of tunnelled connections active (sk_skb stream verdict on \
-                          SockHash SLUICE_SPLICE)"
-                    .to_string(),
+                Ok(_) => {
+                    let what = match (options.splice, options.splice_responses) {
+                        (true, true) => "splice of tunnelled connections and of response bodies",
+                        (true, false) => "splice of tunnelled connections",
+                        _ => "splice of response bodies",
+                    };
+                    format!("{what} active (sk_skb stream verdict on SockHash SLUICE_SPLICE)")
+                }
                 Err(why) => format!("splice of tunnelled connections inactive ({why})"),
             };
             let legs = if options.local_clients {
@@ -372,6 +388,8 @@ fn start_accel(
             crate::metrics::register_source(Arc::new(Metrics(accel.clone())));
             if let Ok(splicer) = &accel.splicer {
                 *SPLICER.write().unwrap_or_else(PoisonError::into_inner) = Some(splicer.clone());
+                TUNNELS.store(options.splice, Ordering::Release);
+                response::enable(options.splice_responses);
             }
             Ok(Some(accel))
         }
@@ -524,7 +542,7 @@ impl Accel {
             )
             .override_global(
                 "SLUICE_SPLICE_ON",
-                &u8::from(splice_wanted(options.splice).is_ok()),
+                &u8::from(splice_wanted(options).is_ok()),
                 true,
             )
             .load(PROGRAMS)
@@ -583,7 +601,7 @@ impl Accel {
         sk_msg
             .attach(socks.fd())
             .map_err(|e| LoadError::from_step("attaching sk_msg to the SockHash", &e))?;
-        let splicer = match splice_wanted(options.splice) {
+        let splicer = match splice_wanted(options) {
             Ok(()) => Splicer::load(&mut ebpf, socks).map(Arc::new),
             Err(why) => Err(LoadError::new(why)),
         };
@@ -833,24 +851,32 @@ struct Splicer {
     /// queue.
     upstreams: HashMap<MapData, SockKey, u32>,
     clients: HashMap<MapData, SockKey, u32>,
+    /// `SLUICE_RSP_SEEN` and `SLUICE_RSP_ARM`: the response splice
+    /// ([`response`]).
+    rsp_seen: Mutex<HashMap<MapData, SockKey, ResponseSeen>>,
+    rsp_arm: Mutex<HashMap<MapData, SockKey, ResponseArm>>,
 }
 
 /// The splice in use, if loaded ([`splice`] reads it).
 static SPLICER: std::sync::RwLock<Option<Arc<Splicer>>> = std::sync::RwLock::new(None);
 
-/// Whether the splice is loaded ([`splice`] may take a tunnel).
+/// Whether tunnels are spliced (`--ebpf-splice`).
+static TUNNELS: AtomicBool = AtomicBool::new(false);
+
+/// Whether the splice is loaded for tunnels ([`splice`] may take one).
 pub fn splice_loaded() -> bool {
-    SPLICER
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .is_some()
+    TUNNELS.load(Ordering::Acquire)
+        && SPLICER
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
 }
 
 /// The splice is opt-in (`--ebpf-splice`): it pays off only for tunnels
 /// that reach a quiet moment after the `101` (see the module docs and
 /// docs/benchmarks.md), so it is off by default.
-fn splice_wanted(splice: bool) -> Result<(), String> {
-    if splice {
+fn splice_wanted(options: Options) -> Result<(), String> {
+    if options.splice || options.splice_responses {
         Ok(())
     } else {
         Err("off by default; --ebpf-splice turns it on".into())
@@ -890,12 +916,24 @@ impl Splicer {
             .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_CLIENTS"))?
             .try_into()
             .map_err(|e| LoadError::from_step("SLUICE_CLIENTS", &e))?;
+        let rsp_seen: HashMap<MapData, SockKey, ResponseSeen> = ebpf
+            .take_map(common::MAP_RESPONSE_SEEN)
+            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_RSP_SEEN"))?
+            .try_into()
+            .map_err(|e| LoadError::from_step("SLUICE_RSP_SEEN", &e))?;
+        let rsp_arm: HashMap<MapData, SockKey, ResponseArm> = ebpf
+            .take_map(common::MAP_RESPONSE_ARM)
+            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_RSP_ARM"))?
+            .try_into()
+            .map_err(|e| LoadError::from_step("SLUICE_RSP_ARM", &e))?;
         Ok(Splicer {
             splice: Mutex::new(splice),
             state: Mutex::new(state),
             socks: Mutex::new(socks),
             upstreams,
             clients,
+            rsp_seen: Mutex::new(rsp_seen),
+            rsp_arm: Mutex::new(rsp_arm),
         })
     }
 
@@ -940,16 +978,32 @@ pub fn count_tunnel_userspace(bytes: u64) {
     TUNNEL_USERSPACE_BYTES.fetch_add(bytes, Ordering::Relaxed);
 }
 
-/// `sluice_tunnel_userspace_bytes_total`, registered whatever the mode.
-struct TunnelMetrics;
+/// `sluice_tunnel_userspace_bytes_total` and
+/// `sluice_response_body_bytes_total`, registered whatever the mode.
+struct DataPathMetrics;
 
-impl Source for TunnelMetrics {
+impl Source for DataPathMetrics {
     fn collect(&self, out: &mut Families) {
         out.counter(
             "sluice_tunnel_userspace_bytes",
             "Bytes of upgraded (tunnelled) connections copied in userspace, both directions.",
             &[],
             TUNNEL_USERSPACE_BYTES.load(Ordering::Relaxed),
+        );
+        let (kernel, userspace) = response::body_bytes();
+        let help = "Body bytes of HTTP/1.1 responses with a Content-Length body of at least 64 KiB \
+                    past the first read (what the response splice may take), by what moved them.";
+        out.counter(
+            "sluice_response_body_bytes",
+            help,
+            &[("path", "kernel")],
+            kernel,
+        );
+        out.counter(
+            "sluice_response_body_bytes",
+            help,
+            &[("path", "userspace")],
+            userspace,
         );
     }
 }
@@ -1170,9 +1224,15 @@ pub async fn splice(client: &TcpStream, upstream: &TcpStream) -> Option<Spliced>
             .splice
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // The upstream socket is there already when it was registered for
+        // the response splice (EBUSY: it has the verdict).
+        let already = |r: Result<(), aya::maps::MapError>| match r {
+            Err(e) if matches!(map_errno(&e), Some(libc::EEXIST | libc::EBUSY)) => Ok(()),
+            r => r,
+        };
         let added = splice
             .insert(ckey, cfd, 0)
-            .and_then(|()| splice.insert(ukey, ufd, 0));
+            .and_then(|()| already(splice.insert(ukey, ufd, 0)));
         drop(splice);
         if let Err(e) = added {
             splicer.forget(&ckey, &ukey);
@@ -1234,7 +1294,9 @@ impl Spliced {
             let _ = client.shutdown(std::net::Shutdown::Both);
             let _ = upstream.shutdown(std::net::Shutdown::Both);
         };
-        match CloseWatch::new(&[client.as_raw_fd(), upstream.as_raw_fd()]) {
+        // The peer's FIN (`EPOLLRDHUP`) and errors only.
+        let rdhup = libc::EPOLLRDHUP as u32;
+        match EpollSet::new(&[(client.as_raw_fd(), rdhup), (upstream.as_raw_fd(), rdhup)]) {
             Ok(mut watch) => {
                 let mut open = [true, true];
                 while open.iter().any(|&o| o) {
@@ -1242,8 +1304,9 @@ impl Spliced {
                         abort();
                         break;
                     };
-                    for (i, error) in events {
-                        if !open[i] {
+                    for (i, mask) in events {
+                        let error = mask & libc::EPOLLERR as u32 != 0;
+                        if !open.get(i).copied().unwrap_or(false) {
                             continue;
                         }
                         open[i] = false;
@@ -1354,8 +1417,9 @@ async fn drain_rest(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
 /// `TCP_CLOSE` in `tcp_info.tcpi_state`.
 const TCP_CLOSE: u8 = 7;
 
-/// The TCP state of `fd` (`TCP_INFO`, which takes the socket lock).
-fn tcp_state(fd: RawFd) -> Option<u8> {
+/// `TCP_INFO` of `fd` (which takes the socket lock); `None` when the
+/// call fails or the kernel's structure is shorter than libc's.
+fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
     // SAFETY: tcp_info is plain data; zeroes are a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -1369,18 +1433,26 @@ fn tcp_state(fd: RawFd) -> Option<u8> {
             &raw mut len,
         )
     };
-    (rc == 0).then_some(info.tcpi_state)
+    (rc == 0 && len as usize >= std::mem::size_of::<libc::tcp_info>()).then_some(info)
 }
 
-/// An epoll set watching sockets for their peer's FIN (`EPOLLRDHUP`) and
-/// errors only, itself watched by the runtime's reactor.
-struct CloseWatch {
+/// The TCP state of `fd` (`TCP_INFO`, which takes the socket lock).
+fn tcp_state(fd: RawFd) -> Option<u8> {
+    tcp_info(fd).map(|info| info.tcpi_state)
+}
+
+/// An epoll set of its own, watching a few sockets each for the events
+/// given, itself watched by the runtime's reactor (so waiting on it is an
+/// ordinary await, and the sockets' io_uring operations are untouched).
+struct EpollSet {
     epoll: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
     fds: Vec<RawFd>,
 }
 
-impl CloseWatch {
-    fn new(fds: &[RawFd]) -> io::Result<CloseWatch> {
+impl EpollSet {
+    /// Watches each `(fd, events)`; errors and hang-ups are always
+    /// reported, so `events` may be 0.
+    fn new(watched: &[(RawFd, u32)]) -> io::Result<EpollSet> {
         // SAFETY: no pointers.
         let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epfd < 0 {
@@ -1388,9 +1460,9 @@ impl CloseWatch {
         }
         // SAFETY: a fresh descriptor we own.
         let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(epfd) };
-        for (i, &fd) in fds.iter().enumerate() {
+        for (i, &(fd, events)) in watched.iter().enumerate() {
             let mut ev = libc::epoll_event {
-                events: libc::EPOLLRDHUP as u32,
+                events,
                 u64: i as u64,
             };
             // SAFETY: a valid event for the call.
@@ -1404,21 +1476,20 @@ impl CloseWatch {
             tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
         }
         .map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(CloseWatch {
+        Ok(EpollSet {
             epoll,
-            fds: fds.to_vec(),
+            fds: watched.iter().map(|&(fd, _)| fd).collect(),
         })
     }
 
-    /// Waits for events: `(index, error)` per socket that closed its
-    /// sending half (`false`) or failed (`true`).
-    async fn wait(&mut self) -> io::Result<Vec<(usize, bool)>> {
+    /// Waits for events: `(index, mask)` per socket that reported some.
+    async fn wait(&mut self) -> io::Result<Vec<(usize, u32)>> {
         loop {
             let mut guard = self.epoll.readable().await?;
-            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
-            // SAFETY: `events` is writable for 2 entries; no timeout.
+            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 4];
+            // SAFETY: `events` is writable for 4 entries; no timeout.
             let n = unsafe {
-                libc::epoll_wait(self.epoll.get_ref().as_raw_fd(), events.as_mut_ptr(), 2, 0)
+                libc::epoll_wait(self.epoll.get_ref().as_raw_fd(), events.as_mut_ptr(), 4, 0)
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
@@ -1436,8 +1507,7 @@ impl CloseWatch {
                 .iter()
                 .map(|ev| {
                     let (mask, index) = (ev.events, ev.u64);
-                    let index = usize::try_from(index).unwrap_or(0);
-                    (index, mask & libc::EPOLLERR as u32 != 0)
+                    (usize::try_from(index).unwrap_or(0), mask)
                 })
                 .collect());
         }

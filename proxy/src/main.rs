@@ -68,6 +68,13 @@ struct Args {
     /// (docs/benchmarks.md, eBPF).
     #[arg(long)]
     ebpf_splice: bool,
+    /// Experimental: also splice HTTP/1.1 response bodies of 64 KiB or more
+    /// (Content-Length, no filter on the body) from the backend to the
+    /// client in the kernel. Off by default: a backend that sends faster
+    /// than the proxy arms the body leaves most of it to userspace anyway
+    /// (docs/benchmarks.md, eBPF).
+    #[arg(long)]
+    ebpf_splice_responses: bool,
     /// Bypass the client leg too, for clients on 127.0.0.0/8 in sluice's
     /// cgroup. Off by default: such a client's blocking sockets may see a
     /// spurious EAGAIN (kernel 6.18; ebpf/README.md says when).
@@ -176,6 +183,7 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
         args.ebpf,
         sluice::bpf::Options {
             splice: args.ebpf_splice,
+            splice_responses: args.ebpf_splice_responses,
             local_clients: args.ebpf_local_clients,
         },
         &shared,

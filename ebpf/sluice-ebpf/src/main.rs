@@ -4,7 +4,7 @@
 //! | --- | --- | --- | --- |
 //! | `sluice_sockops` | sockops | a cgroup v2 | records sluice's established TCP sockets in [`SOCKS`] |
 //! | `sluice_sk_msg` | sk_msg | [`SOCKS`] | loopback bypass: a message goes straight to the peer socket's ingress |
-//! | `sluice_sk_skb` | sk_skb stream verdict | [`SPLICE`] | splice: an skb received on a spliced socket goes to its partner's egress |
+//! | `sluice_sk_skb` | sk_skb stream verdict | [`SPLICE`] | splice: an skb received on a spliced socket goes to its partner's egress; on an upstream socket registered for the response splice, only the skbs of an armed body do ([`RSP_ARM`]) |
 //!
 //! Which sockets are recorded (nothing else is ever touched):
 //!
@@ -54,7 +54,9 @@ use aya_ebpf::macros::{map, sk_msg, sock_ops, stream_verdict};
 use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray, SockHash};
 use aya_ebpf::programs::{SkBuffContext, SkMsgContext, SockOpsContext};
 use aya_log_ebpf::{debug, warn};
-use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey, SpliceState};
+use sluice_ebpf_common::{
+    self as common, Counter, Endpoint, ResponseArm, ResponseSeen, SockKey, SpliceState,
+};
 
 const AF_INET: u32 = 2;
 
@@ -107,6 +109,16 @@ static SPLICE: SockHash<SockKey> = SockHash::with_max_entries(common::SPLICE_MAX
 #[map(name = "SLUICE_SPLICED")]
 static SPLICED: HashMap<SockKey, SpliceState> =
     HashMap::with_max_entries(common::SPLICE_MAX_ENTRIES, 0);
+/// Upstream sockets ready for the response splice → what the verdict did
+/// with their bytes (created by the loader, then written here only).
+#[map(name = "SLUICE_RSP_SEEN")]
+static RSP_SEEN: HashMap<SockKey, ResponseSeen> =
+    HashMap::with_max_entries(common::RESPONSE_MAX_ENTRIES, 0);
+/// Upstream sockets whose response body is to be redirected → where to and
+/// which offsets (written by the loader only).
+#[map(name = "SLUICE_RSP_ARM")]
+static RSP_ARM: HashMap<SockKey, ResponseArm> =
+    HashMap::with_max_entries(common::RESPONSE_MAX_ENTRIES, 0);
 /// Per CPU: when a warning was last logged (rate limit).
 #[map(name = "SLUICE_LOG_AT")]
 static LOG_AT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
@@ -121,6 +133,8 @@ const _: () = assert!(common::str_eq(common::MAP_SPLICE, "SLUICE_SPLICE"));
 const _: () = assert!(common::str_eq(common::MAP_UPSTREAMS, "SLUICE_UPSTREAMS"));
 const _: () = assert!(common::str_eq(common::MAP_SPLICED, "SLUICE_SPLICED"));
 const _: () = assert!(common::str_eq(common::MAP_CLIENTS, "SLUICE_CLIENTS"));
+const _: () = assert!(common::str_eq(common::MAP_RESPONSE_SEEN, "SLUICE_RSP_SEEN"));
+const _: () = assert!(common::str_eq(common::MAP_RESPONSE_ARM, "SLUICE_RSP_ARM"));
 
 /// Adds `n` to a counter of a [`SpliceState`]. Not atomic, and need not
 /// be: each field has one writer at a time, the program running for that
@@ -273,13 +287,17 @@ fn try_sluice_sk_msg(ctx: &SkMsgContext) -> Result<u32, u32> {
         // SAFETY: a map value, valid for this run.
         add(unsafe { &raw mut (*state).sent_bytes }, size);
     }
-    if spliced.is_some() || (splice_on && SPLICED.get_ptr(key.peer()).is_some()) {
+    if spliced.is_some()
+        || (splice_on
+            && (SPLICED.get_ptr(key.peer()).is_some() || RSP_SEEN.get_ptr(key.peer()).is_some()))
+    {
         // A spliced socket sends through the stack: the kernel writes its
         // partner's bytes from a work queue with MSG_DONTWAIT, and a
         // redirect to a peer's ingress that finds no room fails for good
         // (the bytes are dropped), where the TCP stack says "again".
-        // The peer is spliced: its stream verdict only sees its TCP receive
-        // queue, never its ingress message queue. Either way, through the
+        // The peer is spliced (a tunnel, or an upstream socket ready for
+        // the response splice): its stream verdict only sees its TCP
+        // receive queue, never its ingress message queue. Either way, through the
         // stack, now and for good (bytes already redirected to the peer's
         // ingress are read before its receive queue, so order holds).
         if PASSED.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
@@ -323,6 +341,13 @@ pub fn sluice_sk_skb(ctx: SkBuffContext) -> u32 {
         local_port: skb.local_port(),
         remote_port: common::remote_port(skb.remote_port()),
     };
+    // A tunnel's entry wins over the response splice's (an upgraded
+    // connection's upstream socket was registered for responses first).
+    if SPLICED.get_ptr(key).is_none()
+        && let Some(seen) = RSP_SEEN.get_ptr_mut(key)
+    {
+        return response_verdict(&ctx, &key, seen, len);
+    }
     if len == 0 {
         // The FIN's empty skb (the receive path hands it over too). Never
         // redirect it: the partner's work queue takes a 0-byte send for a
@@ -347,6 +372,51 @@ pub fn sluice_sk_skb(ctx: SkBuffContext) -> u32 {
     }
     // No partner (any more): the bytes stay on this socket, where the
     // loader reads them in userspace.
+    count(Counter::SkSkbPassedMsgs, 1);
+    count(Counter::SkSkbPassedBytes, len);
+    sk_action::SK_PASS
+}
+
+/// The verdict for an upstream socket ready for the response splice: an
+/// skb goes to the armed client socket's egress when it lies inside the
+/// armed body and follows, without a gap, what the proxy has forwarded or
+/// the previous redirect (the rule is on [`ResponseArm`]); everything else,
+/// the FIN included, goes to the proxy as usual.
+#[inline(always)]
+fn response_verdict(ctx: &SkBuffContext, key: &SockKey, seen: *mut ResponseSeen, len: u64) -> u32 {
+    // SAFETY: a map value, valid for this run; only this program writes
+    // it, for one socket at a time (under the socket's lock).
+    let (at, redirect_end) = unsafe { ((*seen).seen, (*seen).redirect_end) };
+    // SAFETY: as above.
+    unsafe { add(&raw mut (*seen).seen, len) };
+    if len > 0 {
+        if let Some(arm) = RSP_ARM.get_ptr(*key) {
+            // SAFETY: a map value, valid for this run; copied, then checked
+            // whole (the loader may be replacing it).
+            let arm = unsafe { *arm };
+            let end = at.wrapping_add(len);
+            if arm.is_sealed()
+                && arm.arm_at <= at
+                && end < arm.end
+                && (at == arm.arm_at || at == redirect_end)
+            {
+                let mut partner = arm.partner;
+                let verdict = SOCKS.redirect_skb(ctx, &mut partner, 0);
+                if verdict == i64::from(sk_action::SK_PASS) {
+                    // SAFETY: as above.
+                    unsafe {
+                        (*seen).redirect_end = end;
+                        add(&raw mut (*seen).redirected_bytes, len);
+                    }
+                    count(Counter::SkSkbRedirectedMsgs, 1);
+                    count(Counter::SkSkbRedirectedBytes, len);
+                    return sk_action::SK_PASS;
+                }
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe { add(&raw mut (*seen).passed_bytes, len) };
     count(Counter::SkSkbPassedMsgs, 1);
     count(Counter::SkSkbPassedBytes, len);
     sk_action::SK_PASS

@@ -373,15 +373,7 @@ async fn proxy(
             match write_head(to, out).await {
                 Ok(()) if n > take as u64 => {
                     let rest = n - take as u64;
-                    copy_length(
-                        &worker.bufs,
-                        &mut upstream,
-                        to,
-                        rest,
-                        RESPONSE,
-                        &mut Tee::none(),
-                    )
-                    .await
+                    copy_response_body(worker, &mut upstream, to, rest).await
                 }
                 r => r,
             }
@@ -439,6 +431,38 @@ async fn proxy(
     }
     phase::logging(ctx, log);
     ctx.keep_alive
+}
+
+/// Moves the last `rest` bytes of a Content-Length response body from the
+/// backend to the client: through the kernel when the response splice
+/// takes them ([`bpf::splice_response`](crate::bpf::splice_response)),
+/// else (and for what it leaves) in userspace.
+async fn copy_response_body(
+    worker: &Worker,
+    upstream: &mut Conn,
+    to: &TcpStream,
+    rest: u64,
+) -> Result<(), Error> {
+    use crate::bpf::{BodySplice, response};
+    let userspace = match crate::bpf::splice_response(upstream, to, rest).await {
+        BodySplice::NotTaken => rest,
+        BodySplice::Done => return Ok(()),
+        BodySplice::Rest(n) => n,
+        BodySplice::UpstreamFailed(e) => return Err(Error::new_io(RESPONSE.read, e)),
+        BodySplice::ClientFailed(e) => return Err(Error::new_io(RESPONSE.write, e)),
+    };
+    if rest >= response::RESPONSE_SPLICE_MIN {
+        response::count_userspace(userspace);
+    }
+    copy_length(
+        &worker.bufs,
+        upstream,
+        to,
+        userspace,
+        RESPONSE,
+        &mut Tee::none(),
+    )
+    .await
 }
 
 /// Writes the response head in `out` (and the body bytes after it) to the
