@@ -616,6 +616,15 @@ impl Proxy {
                     .map(|m| vec!["--ebpf".to_string(), m])
                     .unwrap_or_default(),
             )
+            // More eBPF flags for a manual run of the suite, e.g.
+            // SLUICE_TEST_EBPF_FLAGS=--ebpf-splice-responses.
+            .args(
+                std::env::var("SLUICE_TEST_EBPF_FLAGS")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+            )
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
