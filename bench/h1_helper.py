@@ -323,7 +323,27 @@ def report(args):
                 k: (s[k] / q[k]) if s.get(k) and q.get(k) else None
                 for k in ("cpu_us_per_req", "proc_cpu_us_per_req", "rps", "p99_us", "rss_kb")
             }
+    # The same ratios taken within each round (sluice and the peer measured
+    # back to back), then the median over rounds: a machine whose speed
+    # drifts between rounds moves both sides of a round's ratio together.
+    round_ratios = {}
+    if "sluice" in summary:
+        for peer in proxies:
+            if peer == "sluice":
+                continue
+            per = {k: [] for k in ("cpu_us_per_req", "rps", "p99_us")}
+            for rnd in sorted({r["round"] for r in rows}):
+                a = [r for r in rows if r["proxy"] == "sluice" and r["round"] == rnd]
+                b = [r for r in rows if r["proxy"] == peer and r["round"] == rnd]
+                if not a or not b:
+                    continue
+                for k in per:
+                    if a[0].get(k) and b[0].get(k):
+                        per[k].append(a[0][k] / b[0][k])
+            round_ratios[peer] = {k: (statistics.median(v) if v else None, v)
+                                  for k, v in per.items()}
     doc = {"meta": meta, "rounds": rows, "summary": summary, "ratios": ratios,
+           "round_ratios": {p: {k: m for k, (m, _) in r.items()} for p, r in round_ratios.items()},
            "idle_connections": idle_rows}
     with open(out_json, "w") as f:
         json.dump(doc, f, indent=2)
@@ -359,6 +379,19 @@ def report(args):
         for peer, r in ratios.items():
             cells = [peer] + [("–" if r[k] is None else f"{r[k]:.2f}×")
                               for k in ("cpu_us_per_req", "proc_cpu_us_per_req", "rps", "p99_us", "rss_kb")]
+            md.append("| " + " | ".join(cells) + " |")
+        md.append("")
+    if round_ratios:
+        md.append("Within each round, then the median over rounds (sluice ÷ peer; "
+                  "per-round values in brackets):\n")
+        md.append("| sluice ÷ | CPU 0 µs/req | requests/s | p99 |")
+        md.append("|---|---|---|---|")
+        for peer, r in round_ratios.items():
+            cells = [peer]
+            for k in ("cpu_us_per_req", "rps", "p99_us"):
+                m, v = r[k]
+                cells.append("–" if m is None else
+                             f"{m:.2f}× [{', '.join(f'{x:.2f}' for x in v)}]")
             md.append("| " + " | ".join(cells) + " |")
         md.append("")
     errs = {p: summary[p]["errors"] for p in proxies if summary[p]["errors"]}

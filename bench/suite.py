@@ -293,12 +293,31 @@ def report(a):
                 ratios.setdefault(sl, {}).setdefault(l, {})[p] = {
                     k: (s[k] / q[k]) if s.get(k) and q.get(k) else None
                     for k in ("cpu_us_per_req", "rps", "p99_us", "rss_kb", "cpu_s_per_gb")}
-    doc = {"meta": meta, "notes": notes, "summary": summary, "ratios": ratios, "rounds": rows}
+    # The same CPU ratio taken within each round (the proxies of a round run
+    # back to back), then the median over rounds: drift of the machine's
+    # speed between rounds moves both sides of a round's ratio together.
+    round_ratios = {}
+    for sl in SLUICES:
+        for l in loads:
+            for p in proxies:
+                if p in SLUICES:
+                    continue
+                per = []
+                for rnd in sorted({r["round"] for r in rows}):
+                    a = [r for r in rows if r["load"] == l and r["proxy"] == sl and r["round"] == rnd]
+                    b = [r for r in rows if r["load"] == l and r["proxy"] == p and r["round"] == rnd]
+                    if a and b and a[0].get("cpu_us_per_req") and b[0].get("cpu_us_per_req"):
+                        per.append(a[0]["cpu_us_per_req"] / b[0]["cpu_us_per_req"])
+                if per:
+                    round_ratios.setdefault(sl, {}).setdefault(l, {})[p] = {
+                        "median": statistics.median(per), "rounds": per}
+    doc = {"meta": meta, "notes": notes, "summary": summary, "ratios": ratios,
+           "round_ratios": round_ratios, "rounds": rows}
     os.makedirs(outdir, exist_ok=True)
     with open(f"{outdir}/results.json", "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
-    md = markdown(meta, notes, loads, proxies, summary, ratios, rows)
+    md = markdown(meta, notes, loads, proxies, summary, ratios, rows, round_ratios)
     with open(f"{outdir}/report.md", "w") as f:
         f.write(md)
     pngs = plots(outdir, loads, proxies, summary, meta)
@@ -332,7 +351,7 @@ def target_lines(summary):
     return out
 
 
-def markdown(meta, notes, loads, proxies, summary, ratios, rows):
+def markdown(meta, notes, loads, proxies, summary, ratios, rows, round_ratios=None):
     md = []
     md.append(f"# Sluice load benchmark — {meta.get('date', '?')}\n")
     md.append(f"Command: `{meta.get('command', 'bench/run.sh')}`  ")
@@ -355,6 +374,23 @@ def markdown(meta, notes, loads, proxies, summary, ratios, rows):
             md.append(f"| {l} | " + " | ".join(
                 fmt((rr.get(p) or {}).get("cpu_us_per_req"), "{:.2f}×") for p in peers) + " |")
         md.append("")
+    if round_ratios:
+        md.append("The same CPU ratio taken within each round, then the median over rounds "
+                  "(per-round values in brackets):\n")
+        for sl in SLUICES:
+            if sl not in round_ratios:
+                continue
+            md.append(f"| {sl} ÷ | " + " | ".join(peers) + " |")
+            md.append("|---|" + "---|" * len(peers))
+            for l in loads:
+                rr = round_ratios[sl].get(l, {})
+                cells = []
+                for p in peers:
+                    x = rr.get(p)
+                    cells.append("–" if not x else
+                                 f"{x['median']:.2f}× [{', '.join(f'{v:.2f}' for v in x['rounds'])}]")
+                md.append(f"| {l} | " + " | ".join(cells) + " |")
+            md.append("")
     md.append("The same ratios on the proxy process's own run time per request (its threads' "
               "schedstat; excludes softirq work the kernel charges to CPU 0 outside the process, "
               "and is not inflated by other programs on CPU 0):\n")
