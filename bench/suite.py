@@ -351,6 +351,19 @@ def target_lines(summary):
     return out
 
 
+def sluice_tables(md, loads, peers, has, cell, align="---:|"):
+    """Appends one table per sluice configuration that `has`: a row per
+    load, a column per peer, `cell(sluice, load, peer)` in each."""
+    for sl in SLUICES:
+        if not has(sl):
+            continue
+        md.append(f"| {sl} ÷ | " + " | ".join(peers) + " |")
+        md.append("|---|" + align * len(peers))
+        for l in loads:
+            md.append(f"| {l} | " + " | ".join(cell(sl, l, p) for p in peers) + " |")
+        md.append("")
+
+
 def markdown(meta, notes, loads, proxies, summary, ratios, rows, round_ratios=None):
     md = []
     md.append(f"# Sluice load benchmark — {meta.get('date', '?')}\n")
@@ -364,50 +377,28 @@ def markdown(meta, notes, loads, proxies, summary, ratios, rows, round_ratios=No
                   f"({meta.get('cgroup', '')}); requests/s ranks the proxies.\n")
     md.append("## Headline: sluice ÷ peer, CPU 0 µs per request (median of rounds; < 1 is better)\n")
     peers = [p for p in proxies if p not in SLUICES]
-    for sl in SLUICES:
-        if sl not in ratios:
-            continue
-        md.append(f"| {sl} ÷ | " + " | ".join(peers) + " |")
-        md.append("|---|" + "---:|" * len(peers))
-        for l in loads:
-            rr = ratios[sl].get(l, {})
-            md.append(f"| {l} | " + " | ".join(
-                fmt((rr.get(p) or {}).get("cpu_us_per_req"), "{:.2f}×") for p in peers) + " |")
-        md.append("")
+
+    def cpu_ratio(sl, l, p):
+        return fmt(((ratios[sl].get(l) or {}).get(p) or {}).get("cpu_us_per_req"), "{:.2f}×")
+
+    def round_ratio(sl, l, p):
+        x = (round_ratios[sl].get(l) or {}).get(p)
+        return "–" if not x else f"{x['median']:.2f}× [{', '.join(f'{v:.2f}' for v in x['rounds'])}]"
+
+    def proc_ratio(sl, l, p):
+        a = (summary[l].get(sl) or {}).get("proc_cpu_us_per_req")
+        b = (summary[l].get(p) or {}).get("proc_cpu_us_per_req")
+        return f"{a / b:.2f}×" if a and b else "–"
+
+    sluice_tables(md, loads, peers, lambda sl: sl in ratios, cpu_ratio)
     if round_ratios:
         md.append("The same CPU ratio taken within each round, then the median over rounds "
                   "(per-round values in brackets):\n")
-        for sl in SLUICES:
-            if sl not in round_ratios:
-                continue
-            md.append(f"| {sl} ÷ | " + " | ".join(peers) + " |")
-            md.append("|---|" + "---|" * len(peers))
-            for l in loads:
-                rr = round_ratios[sl].get(l, {})
-                cells = []
-                for p in peers:
-                    x = rr.get(p)
-                    cells.append("–" if not x else
-                                 f"{x['median']:.2f}× [{', '.join(f'{v:.2f}' for v in x['rounds'])}]")
-                md.append(f"| {l} | " + " | ".join(cells) + " |")
-            md.append("")
+        sluice_tables(md, loads, peers, lambda sl: sl in round_ratios, round_ratio, "---|")
     md.append("The same ratios on the proxy process's own run time per request (its threads' "
               "schedstat; excludes softirq work the kernel charges to CPU 0 outside the process, "
               "and is not inflated by other programs on CPU 0):\n")
-    for sl in SLUICES:
-        if sl not in ratios:
-            continue
-        md.append(f"| {sl} ÷ | " + " | ".join(peers) + " |")
-        md.append("|---|" + "---:|" * len(peers))
-        for l in loads:
-            s = summary[l].get(sl) or {}
-            cells = []
-            for p in peers:
-                q = summary[l].get(p) or {}
-                a, b = s.get("proc_cpu_us_per_req"), q.get("proc_cpu_us_per_req")
-                cells.append(f"{a / b:.2f}×" if a and b else "–")
-            md.append(f"| {l} | " + " | ".join(cells) + " |")
-        md.append("")
+    sluice_tables(md, loads, peers, lambda sl: sl in ratios, proc_ratio)
     md.append("Targets (from the issues):\n")
     md.extend(target_lines(summary))
     md.append("")

@@ -43,14 +43,33 @@
 //!    redirected `[a, r)` (`r` = `redirect_end`, or `a` if nothing) and
 //!    passed everything from `r` on. The proxy first waits until the
 //!    client socket has queued every redirected byte (the kernel writes
-//!    them from a work queue; [`queued`] reaching the count), then reads
-//!    the passed bytes and writes them itself: no byte overtakes another.
-//!    If the body is complete, the entry is removed and the connection is
-//!    the proxy's again (back to the pool); if not, the rest is armed again
-//!    from the new offset (a few times, then it is copied in userspace).
-//! 4. *Failures*: the backend closing before the end, or the client socket
+//!    them from a work queue; [`queued`] reaching the count), then *peeks*
+//!    the passed bytes, writes them to the client itself, arms the rest
+//!    from the offset after them, and only then consumes them: consuming is
+//!    what reopens the backend's window, so the next bytes find the verdict
+//!    armed at exactly their offset (a backend held by its window has
+//!    nothing in flight). No byte overtakes another. If the body is
+//!    complete, the entry is removed and the connection is the proxy's
+//!    again (back to the pool); after [`MAX_REARMS`] rounds, or with less
+//!    than [`RESPONSE_SPLICE_MIN`] left, the rest is copied in userspace.
+//! 4. *A slow client*: the kernel gives a redirect no back-pressure from the
+//!    client socket (the verdict takes the bytes off the backend socket at
+//!    once, so the backend's window stays open). The proxy checks, at an
+//!    interval fitted to the rate, how many redirected bytes are not yet
+//!    on the client socket; past [`MAX_KERNEL_BACKLOG`] it disarms, the
+//!    verdict passes what comes, the backend socket's window fills and
+//!    holds the backend, and step 3 resumes once the client caught up.
+//! 5. *Failures*: the backend closing before the end, or the client socket
 //!    failing, ends both connections, as in the userspace copy. A body that
 //!    makes no progress for [`STALL_TIMEOUT`] does too.
+//!
+//! # Does it pay off?
+//!
+//! Not on the kernel measured (6.18, docs/benchmarks.md): a local backend
+//! sends most of a 1 MiB body before the head has been parsed, and for a
+//! 64 MiB body the redirect path cost more CPU on the proxy's core than
+//! the userspace copy it replaced. So it is opt-in
+//! (`--ebpf-splice-responses`) and marked experimental.
 //!
 //! Not taken: a client connection whose local client's leg is bypassed by
 //! sk_msg (the kernel's writes on it would be redirected again, into a
@@ -76,7 +95,7 @@ pub const RESPONSE_SPLICE_MIN: u64 = 64 * 1024;
 
 /// How often a body that stopped early is armed again before the rest is
 /// copied in userspace.
-const MAX_REARMS: u32 = 64;
+pub const MAX_REARMS: u32 = 64;
 
 /// A body whose offsets do not move for this long fails (a stalled backend
 /// or client; the userspace copy has no shorter bound either).
