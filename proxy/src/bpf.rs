@@ -1026,17 +1026,25 @@ fn sock_key(fd: RawFd) -> Option<SockKey> {
     })
 }
 
-/// One non-blocking `recv` into `buf` (cleared first).
+/// One non-blocking `recv` into `buf` (cleared first), as much as its
+/// capacity holds.
 fn recv_now(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    recv_upto(fd, buf, usize::MAX, 0)
+}
+
+/// One non-blocking `recv` of at most `max` bytes into `buf` (cleared
+/// first), with `flags` (`MSG_PEEK` or 0).
+fn recv_upto(fd: RawFd, buf: &mut Vec<u8>, max: usize, flags: libc::c_int) -> io::Result<usize> {
     buf.clear();
     let spare = buf.spare_capacity_mut();
-    // SAFETY: `spare` is writable memory of `spare.len()` bytes.
+    let len = spare.len().min(max);
+    // SAFETY: `spare` is writable memory of at least `len` bytes.
     let n = unsafe {
         libc::recv(
             fd,
             spare.as_mut_ptr().cast(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
+            len,
+            flags | libc::MSG_DONTWAIT,
         )
     };
     if n < 0 {

@@ -86,7 +86,7 @@ use std::time::{Duration, Instant};
 use sluice_ebpf_common::{ResponseArm, ResponseSeen, SockKey};
 use tokio_uring::net::TcpStream;
 
-use super::{EpollSet, SPLICER, Splicer, sock_key};
+use super::{EpollSet, SPLICER, Splicer, recv_upto, sock_key};
 use crate::io::Conn;
 
 /// Smallest body (after what the first read brought) given to the kernel:
@@ -303,7 +303,7 @@ pub async fn splice_response(upstream: &mut Conn, client: &TcpStream, rest: u64)
         armed_at: start,
         offset: start,
         rearms: 0,
-        buf: Vec::with_capacity(crate::io::BODY_BUFFER_SIZE),
+        buf: Vec::new(),
         userspace: 0,
     };
     let outcome = session.run(&mut watch, client).await;
@@ -477,6 +477,8 @@ impl Session<'_> {
         // rest already passed, and the round would be lost.
         self.buf
             .reserve(want.min(usize::try_from(MAX_TAKE_BACK).unwrap_or(usize::MAX)));
+        // Never past the body: the next response's head is the proxy's,
+        // read through its `Conn`.
         let n = match recv_upto(self.ufd, &mut self.buf, want, libc::MSG_PEEK) {
             Ok(0) => {
                 return Some(BodySplice::UpstreamFailed(io::Error::from(
@@ -526,31 +528,6 @@ impl Session<'_> {
         }
         None
     }
-}
-
-/// One non-blocking receive of at most `max` bytes into `buf` (cleared
-/// first), with `flags` (`MSG_PEEK` or 0): never past the body, since the
-/// next response's head is the proxy's, read through its `Conn`.
-fn recv_upto(fd: RawFd, buf: &mut Vec<u8>, max: usize, flags: libc::c_int) -> io::Result<usize> {
-    buf.clear();
-    let spare = buf.spare_capacity_mut();
-    let len = spare.len().min(max);
-    // SAFETY: `spare` is writable memory of at least `len` bytes.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            spare.as_mut_ptr().cast(),
-            len,
-            flags | libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = usize::try_from(n).unwrap_or(0);
-    // SAFETY: the kernel wrote `n` bytes.
-    unsafe { buf.set_len(n) };
-    Ok(n)
 }
 
 /// Every byte ever queued on `fd`'s TCP send side: bytes acknowledged
