@@ -8,6 +8,8 @@
   ws_echo.py client PORT MIB TUNNELS   TUNNELS upgraded connections at once,
                                        each sends MIB MiB and reads the echo;
                                        prints "wall_seconds bytes_echoed ok"
+                                       (ok: every tunnel got back exactly
+                                       the bytes it sent, in order)
 """
 import socket
 import sys
@@ -47,7 +49,11 @@ def backend(port):
 def client(port, mib, tunnels):
     size = mib << 20
     block = bytes(range(256)) * 1024
+    # Byte i of a stream is i % 256; any window of the echo at offset o
+    # equals pattern[o % 256 : o % 256 + len] (recv returns at most 256 KiB).
+    pattern = block * 2
     done = []
+    intact = []
 
     def one():
         s = socket.create_connection(("127.0.0.1", port))
@@ -63,7 +69,9 @@ def client(port, mib, tunnels):
             if not d:
                 break
             buf += d
-        got = len(buf.split(b"\r\n\r\n", 1)[1]) if b"\r\n\r\n" in buf else 0
+        got = 0
+        same = True
+        early = buf.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in buf else b""
 
         def send():
             left = size
@@ -75,14 +83,19 @@ def client(port, mib, tunnels):
 
         t = threading.Thread(target=send)
         t.start()
+        d = early
         while True:
+            if d:
+                o = got % 256
+                same = same and d == pattern[o:o + len(d)]
+                got += len(d)
             d = s.recv(1 << 18)
             if not d:
                 break
-            got += len(d)
         t.join()
         s.close()
         done.append(got)
+        intact.append(same)
 
     start = time.monotonic()
     ts = [threading.Thread(target=one) for _ in range(tunnels)]
@@ -91,7 +104,7 @@ def client(port, mib, tunnels):
     for t in ts:
         t.join()
     wall = time.monotonic() - start
-    ok = len(done) == tunnels and all(g == size for g in done)
+    ok = len(done) == tunnels and all(g == size for g in done) and all(intact)
     print(f"{wall:.4f} {sum(done)} {int(ok)}")
 
 

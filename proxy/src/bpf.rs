@@ -103,27 +103,36 @@
 //! 1. *Entering* ([`splice`], called by `tunnel` once the bytes already in
 //!    both connection buffers were written to the other side, with no read
 //!    or write in flight):
-//!    - (a) the `SLUICE_SPLICED` entries of C and U: from now on no bypass
-//!      message goes to either socket's ingress queue; both sockets put in
-//!      `SLUICE_SOCKS` (EBUSY/EEXIST: sockops did);
-//!    - (b) if the bypass may have fed either socket (U is one of sockops'
+//!    - (a) both sockets in `SLUICE_SOCKS` (EBUSY/EEXIST: sockops did), so
+//!      that sk_msg counts what is sent on them; an upstream socket
+//!      registered for the response splice leaves `SLUICE_SPLICE` for now
+//!      (it stays in `SLUICE_SOCKS`, which keeps what the verdict passed);
+//!    - (b) the `SLUICE_SPLICED` entries of C and U: from now on no bypass
+//!      message goes to either socket's ingress queue;
+//!    - (c) if the bypass may have fed either socket (U is one of sockops'
 //!      `SLUICE_UPSTREAMS`, or its peer is), wait 1 ms for a redirect
-//!      decided before (a) to land;
-//!    - (c) read both sockets non-blocking until both say EAGAIN, writing
-//!      each read to the other side (userspace, counted in
-//!      `sluice_tunnel_userspace_bytes_total`). This empties the ingress
-//!      queues (read before the receive queue: order holds) and leaves no
-//!      skb half read by the HTTP reads. Verified: reading only the bytes
-//!      FIONREAD or a `MSG_PEEK` reported as queued was not enough — the
-//!      client's first skb, request head included, reached the verdict
-//!      again and the backend echoed it; reading until EAGAIN never did
-//!      (why the sized reads fail is not established). A side that closes or
-//!      fails, or more than 64 MiB that keep coming, and the tunnel stays in
-//!      userspace (`None`, entries removed; the copy reads the EOF again);
-//!    - (d) insert C and U in `SLUICE_SPLICE`, then set `SO_RCVLOWAT` on
-//!      both: that runs the data-ready callback, so bytes that arrived since
-//!      (c) are handed to the verdict now, in order, after everything (c)
-//!      wrote; later bytes go through the verdict as they arrive.
+//!      decided before (b) to land;
+//!    - (d) each direction on its own (C → U and U → C): read the source
+//!      without blocking, with room for what `FIONREAD` reports plus
+//!      256 KiB, until a read comes back short; write what was read to the
+//!      other side without blocking; once nothing is owed, insert the
+//!      source in `SLUICE_SPLICE` and set `SO_RCVLOWAT` on it (that runs
+//!      its data-ready callback, so bytes that arrived since the short read
+//!      go through the verdict now, in order, after everything written).
+//!      A short read is the condition because it leaves no skb half read
+//!      (the verdict would see a half-read skb whole again) and empties the
+//!      ingress queue, which is read before the receive queue; a read sized
+//!      by `FIONREAD` alone was verified not to be enough (it counts the
+//!      TCP queue only). The verdict redirects into the partner's egress
+//!      through `SLUICE_SOCKS`, so one socket may enter while the other
+//!      direction is still being drained; and no write waits, so an
+//!      echoing backend — which stops reading U while its own writes to U
+//!      wait for sluice to read U — cannot deadlock the pair. Until one
+//!      socket has entered, a side that closes or fails, or more than
+//!      64 MiB that keep coming, and the tunnel stays in userspace
+//!      (entries removed; the copy first writes what was read and not yet
+//!      written, and reads the EOF again); after that, a side that closes
+//!      simply has nothing more to carry (step 3 handles its FIN).
 //! 2. *Staying* ([`Spliced::run`]): no byte enters userspace. The task
 //!    waits on an epoll set of its own holding C and U for `EPOLLRDHUP`
 //!    only (errors and hang-ups are always reported), so the data the
@@ -135,7 +144,7 @@
 //!      saw the FIN, verdict included, has finished: X's `redirected_bytes`
 //!      is final);
 //!    - wait until the partner's `sent_bytes` reaches X's
-//!      `redirected_bytes` plus what (c) wrote on the partner: every byte
+//!      `redirected_bytes` plus what step 1 (d) wrote on the partner: every byte
 //!      before the FIN has been written by the kernel (polled, 50 µs to
 //!      5 ms; after 60 s without progress the FIN goes anyway);
 //!    - read X until EAGAIN/EOF in userspace: a socket that reached
@@ -156,21 +165,16 @@
 //! bytes copied in userspace plus the verdict's `redirected_bytes`.
 //! The splice is loaded only with `--ebpf-splice` (off by default: see
 //! docs/benchmarks.md for when it pays off); the bypass does not depend on it.
-//! Known bugs. (1) Under several concurrent tunnels that stream at full
-//! speed towards an echoing backend, a tunnel sometimes hangs (8 of 18
-//! runs of 4 × 256 MiB, with and without the client leg): a deadlock in
-//! step (c), not in the kernel — `ss` showed sluice reading neither socket,
-//! the drain waiting on a write to U that the backend does not read
-//! because its own writes to U wait for sluice to read U, which the drain
-//! does only after that write. Draining both directions at once (each
-//! keeping on reading while the other waits on a write) fixed it (20 of 20
-//! runs; commit e3a438e, reverted in 6a936d1) but made entering copy far
-//! more in userspace while the client streams (up to 31 MB of the proof
-//! test's 128 MiB, whose bound is 1 MiB), so it needs a better end
-//! condition first. (2) One run delivered 64 KiB twice (cause not found).
-//! The tests (one 64 MiB tunnel, 20 tunnels that pause after the upgrade)
-//! pass.
-//!
+//! Entering used to drain both sockets one after the other until
+//! `EAGAIN`, with blocking writes: under concurrent tunnels streaming at
+//! full speed towards an echoing backend that deadlocked (8 of 18 runs of
+//! 4 × 256 MiB) or, when the peers never paused, left the tunnel in
+//! userspace (3 of 8 runs copied all 2 GiB in userspace). With step (d)
+//! as it is now, 40 runs of 4 × 256 MiB, 16 × 64 MiB and 64 × 1 MiB
+//! echoes (with and without the client leg and the response splice)
+//! completed with every byte checked in order, each tunnel entering after
+//! at most a few hundred KiB copied in userspace (`bench/ws_echo.py`
+//! checks the echoed bytes, not only their count).
 //! With the client leg, the local client's socket C' (the peer of C) is in
 //! `SLUICE_CLIENTS`: [`splice`] treats C as bypass-fed (C' may have
 //! redirected into C's ingress queue), so it waits for redirects under way
@@ -947,6 +951,19 @@ impl Splicer {
         known(key) || known(&key.peer())
     }
 
+    /// Puts `fd` in `SLUICE_SPLICE`: from now on the verdict moves its
+    /// bytes to its partner. `false` when the kernel refused it.
+    fn enter(&self, key: SockKey, fd: RawFd) -> bool {
+        let mut splice = self.splice.lock().unwrap_or_else(PoisonError::into_inner);
+        match splice.insert(key, fd, 0) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot splice a tunnel's socket: {e}");
+                false
+            }
+        }
+    }
+
     fn state(&self, key: &SockKey) -> Option<SpliceState> {
         self.state
             .lock()
@@ -1073,24 +1090,152 @@ fn kick(fd: RawFd) {
     };
 }
 
-/// What happened to one non-blocking read of a drain round.
-enum Drained {
-    Bytes(u64),
-    Empty,
-    Closed,
+/// One direction of entering the splice: the bytes read from `from` that
+/// are still owed to `to`, and whether the kernel may take over.
+///
+/// The direction is *settled* once a read came back short (or found
+/// nothing, or the end of stream). A non-blocking `recv` stops early only
+/// when the queue it reads holds nothing more — TCP's receive loop copies
+/// skb after skb until the buffer is full or the queue is empty, and the
+/// sockmap receive path copies from the ingress queue the same way — so
+/// a short read leaves no skb half read, and whatever arrives later is
+/// queued whole, in order, for the verdict. (A read sized by `FIONREAD`
+/// alone is not the same: `FIONREAD` counts the TCP queue only, while a
+/// bypass-fed socket is read from its ingress queue first; here it only
+/// sizes the buffer so that one read usually suffices.) Once settled the
+/// direction reads no more; when what it owes is written, `from` enters
+/// the splice and the kernel carries the rest.
+struct Direction {
+    from: RawFd,
+    to: RawFd,
+    buf: Vec<u8>,
+    /// `buf[written..]` is still owed to `to`.
+    written: usize,
+    settled: bool,
+    /// `from` reached its end of stream (a settled direction with nothing
+    /// more to carry).
+    eof: bool,
+    /// Bytes read in userspace.
+    copied: u64,
 }
 
-/// Reads what `from` holds now and writes it to `to`.
-async fn drain_once(from: &TcpStream, to: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Drained> {
-    match recv_now(from.as_raw_fd(), buf) {
-        Ok(0) => Ok(Drained::Closed),
-        Ok(n) => {
-            crate::io::write_all(to, buf).await?;
-            Ok(Drained::Bytes(n as u64))
+/// How one step of a [`Direction`] went.
+enum Step {
+    /// Bytes moved (read or written).
+    Progress,
+    /// Nothing could move now: `to`'s send buffer is full.
+    Blocked,
+    /// Settled and nothing owed: `from` may enter the splice.
+    Ready,
+}
+
+impl Direction {
+    fn new(from: RawFd, to: RawFd) -> Direction {
+        Direction {
+            from,
+            to,
+            buf: Vec::new(),
+            written: 0,
+            settled: false,
+            eof: false,
+            copied: 0,
         }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Drained::Empty),
-        Err(e) => Err(e),
     }
+
+    fn flushed(&self) -> bool {
+        self.written == self.buf.len()
+    }
+
+    /// Bytes read and written to `to`.
+    fn delivered(&self) -> u64 {
+        self.copied - (self.buf.len() - self.written) as u64
+    }
+
+    /// Moves what is still owed to `to` into `owed` (empty), for the
+    /// userspace copy to write first.
+    fn hand_back(self, owed: &mut Vec<u8>) {
+        owed.clear();
+        owed.extend_from_slice(&self.buf[self.written..]);
+    }
+
+    /// Writes what is owed without blocking; then, if not settled yet,
+    /// reads once without blocking. Never waits: a write that would block
+    /// must not keep the other direction from being read (an echoing peer
+    /// stops reading while its own writes wait on us).
+    fn step(&mut self) -> io::Result<Step> {
+        let mut moved = false;
+        if !self.flushed() {
+            match send_now(self.to, &self.buf[self.written..]) {
+                Ok(n) => {
+                    self.written += n;
+                    moved = n > 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if !self.flushed() {
+                return Ok(if moved { Step::Progress } else { Step::Blocked });
+            }
+        }
+        if self.settled {
+            return Ok(Step::Ready);
+        }
+        // Room for everything TCP has queued, so that the read comes back
+        // short.
+        let want = queued(self.from)
+            .saturating_add(SPLICE_DRAIN_READ)
+            .min(SPLICE_DRAIN_READ_MAX);
+        if self.buf.capacity() < want {
+            self.buf = Vec::with_capacity(want);
+        }
+        self.written = 0;
+        match recv_now(self.from, &mut self.buf) {
+            Ok(0) => {
+                self.settled = true;
+                self.eof = true;
+                Ok(Step::Ready)
+            }
+            Ok(n) => {
+                self.settled = n < self.buf.capacity();
+                self.copied += n as u64;
+                Ok(Step::Progress)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.settled = true;
+                Ok(Step::Ready)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Bytes in `fd`'s TCP receive queue (`FIONREAD`); 0 when unknown.
+fn queued(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &raw mut n) };
+    if r < 0 {
+        0
+    } else {
+        usize::try_from(n).unwrap_or(0)
+    }
+}
+
+/// One non-blocking `send` of `bytes` (no `SIGPIPE`): how many were taken.
+fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: `bytes` is readable for its length during the call.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// A tunnel whose bytes the kernel moves (see the module docs,
@@ -1120,18 +1265,57 @@ impl fmt::Debug for Spliced {
 /// been written to the other (nothing of the tunnel is buffered in
 /// userspace) and with no read or write in flight on either socket.
 ///
-/// `None` when the splice is not loaded, the sockets are not IPv4, the
+/// `Err` when the splice is not loaded, the sockets are not IPv4, the
 /// kernel refused them, or a side closed while entering: the caller then
 /// copies in userspace, as without eBPF (a side that closed or failed reads
-/// so again).
-pub async fn splice(client: &TcpStream, upstream: &TcpStream) -> Option<Spliced> {
+/// so again), first writing what entering read but could not write yet,
+/// which it finds in `owed` (towards the upstream, towards the client; both
+/// empty on the way in). The error carries the bytes entering did write
+/// (towards the upstream, towards the client).
+pub async fn splice(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    owed: (&mut Vec<u8>, &mut Vec<u8>),
+) -> Result<Spliced, (u64, u64)> {
     let splicer = SPLICER
         .read()
         .unwrap_or_else(PoisonError::into_inner)
-        .clone()?;
+        .clone()
+        .ok_or((0, 0))?;
     let (cfd, ufd) = (client.as_raw_fd(), upstream.as_raw_fd());
-    let (ckey, ukey) = (sock_key(cfd)?, sock_key(ufd)?);
-    // 1. The entries: from now on the bypass sends nothing to the ingress
+    let (ckey, ukey) = (sock_key(cfd).ok_or((0, 0))?, sock_key(ufd).ok_or((0, 0))?);
+    {
+        // 1. Both in the bypass's SockHash, so that sk_msg counts what the
+        //    kernel sends on them (sockops put them there already when the
+        //    bypass covers them; the kernel then says EBUSY: the socket
+        //    has an sk_msg program).
+        let mut socks = splicer.socks.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, fd) in [(ckey, cfd), (ukey, ufd)] {
+            match socks.insert(key, fd, BPF_NOEXIST) {
+                Ok(()) => {}
+                Err(e) if matches!(map_errno(&e), Some(libc::EEXIST | libc::EBUSY)) => {}
+                Err(e) => {
+                    drop(socks);
+                    splicer.forget(&ckey, &ukey);
+                    tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot add a socket to SLUICE_SOCKS: {e}");
+                    return Err((0, 0));
+                }
+            }
+        }
+    }
+    {
+        // 2. An upstream socket registered for the response splice is in
+        //    `SLUICE_SPLICE` already: out of it until its direction is
+        //    settled (before its entry below, which the verdict would act
+        //    on), so that its bytes queue plainly meanwhile. It stays in
+        //    `SLUICE_SOCKS`, which keeps what the verdict passed before.
+        let mut splice = splicer
+            .splice
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _ = splice.remove(&ukey);
+    }
+    // 3. The entries: from now on the bypass sends nothing to the ingress
     //    queue of either socket (their peers' messages take the TCP stack,
     //    into the receive queue the verdict will see).
     {
@@ -1147,110 +1331,106 @@ pub async fn splice(client: &TcpStream, upstream: &TcpStream) -> Option<Spliced>
             let _ = state.remove(&ckey);
             let _ = state.remove(&ukey);
             tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot record a tunnel: {e}");
-            return None;
+            return Err((0, 0));
         }
         drop(state);
-        // 2. Both in the bypass's SockHash, so that sk_msg counts what the
-        //    kernel sends on them (sockops put them there already when the
-        //    bypass covers them; the kernel then says EBUSY: the socket
-        //    has an sk_msg program).
-        let mut socks = splicer.socks.lock().unwrap_or_else(PoisonError::into_inner);
-        for (key, fd) in [(ckey, cfd), (ukey, ufd)] {
-            match socks.insert(key, fd, BPF_NOEXIST) {
-                Ok(()) => {}
-                Err(e) if matches!(map_errno(&e), Some(libc::EEXIST | libc::EBUSY)) => {}
-                Err(e) => {
-                    drop(socks);
-                    splicer.forget(&ckey, &ukey);
-                    tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot add a socket to SLUICE_SOCKS: {e}");
-                    return None;
-                }
-            }
-        }
     }
-    // 3. Drain both sockets until EAGAIN, copying in userspace. A socket
+    // 4. Per direction: read in userspace until a read comes back short,
+    //    write what was read to the other side, then put the source socket
+    //    in `SLUICE_SPLICE` and kick it (setting SO_RCVLOWAT runs its
+    //    data-ready callback, so the bytes queued since the short read go
+    //    through the verdict now, in order, after everything written). See
+    //    [`Direction`] for why a short read is the condition. A socket
     //    the bypass may have fed has messages in its ingress queue, which
-    //    the verdict never sees; they are read before its receive queue,
-    //    in order (a bypass redirect decided just before step 1 lands
-    //    within microseconds: let it land first). And no skb may stay half
-    //    read by the HTTP reads: the verdict would see it whole again
-    //    (reading until EAGAIN leaves none; a MSG_PEEK-sized read is not
-    //    enough: verified, the head came back). Bounded: a peer that keeps
-    //    sending keeps the drain going; past the bound the tunnel stays in
-    //    userspace.
+    //    the verdict never sees: they are read first, in order (a bypass
+    //    redirect decided just before step 1 lands within microseconds: let
+    //    it land first). The two directions move independently — the
+    //    verdict redirects into the partner's egress through
+    //    `SLUICE_SOCKS`, so a socket may enter while its partner is still
+    //    drained — and neither waits on a write, so an echoing peer cannot
+    //    deadlock the pair. Until one has entered, a pair whose peers keep
+    //    sending past the bound, or a side that closes, stays in userspace.
     let fed = (splicer.bypass_fed(&ckey), splicer.bypass_fed(&ukey));
-    let mut drained = (0u64, 0u64);
     if fed.0 || fed.1 {
         tokio::time::sleep(SPLICE_SETTLE).await;
     }
-    {
-        let mut buf = Vec::with_capacity(256 << 10);
-        loop {
-            let up = drain_once(client, upstream, &mut buf).await;
-            let down = drain_once(upstream, client, &mut buf).await;
-            match (up, down) {
-                (Ok(Drained::Empty), Ok(Drained::Empty)) => break,
-                (Ok(a), Ok(b))
-                    if !matches!(a, Drained::Closed)
-                        && !matches!(b, Drained::Closed)
-                        && drained.0 + drained.1 < SPLICE_DRAIN_MAX =>
-                {
-                    if let Drained::Bytes(n) = a {
-                        drained.0 += n;
+    let mut directions = [Direction::new(cfd, ufd), Direction::new(ufd, cfd)];
+    let keys = [ckey, ukey];
+    let mut entered = [false, false];
+    let mut failed = false;
+    let mut stay = false;
+    while !(entered[0] && entered[1]) {
+        let mut blocked = true;
+        for i in 0..2 {
+            if entered[i] {
+                continue;
+            }
+            let Some(direction) = directions.get_mut(i) else {
+                continue;
+            };
+            match direction.step() {
+                Err(_) => failed = true,
+                Ok(Step::Progress) => blocked = false,
+                Ok(Step::Blocked) => {}
+                Ok(Step::Ready) => {
+                    blocked = false;
+                    if direction.eof {
+                        if !(entered[0] || entered[1]) {
+                            // Closing before anything entered: not worth
+                            // it; the copy reads the EOF again.
+                            stay = true;
+                        } else {
+                            // Nothing more comes from this side: the FIN
+                            // is handled by `Spliced::run`.
+                            entered[i] = true;
+                        }
+                    } else if splicer.enter(keys[i], direction.from) {
+                        kick(direction.from);
+                        entered[i] = true;
+                    } else if entered[0] || entered[1] {
+                        failed = true;
+                    } else {
+                        stay = true;
                     }
-                    if let Drained::Bytes(n) = b {
-                        drained.1 += n;
-                    }
-                }
-                (a, b) => {
-                    // A side closed or failed, or never stops sending: not
-                    // worth splicing. The userspace copy reads the EOF
-                    // again; an error ends both.
-                    if a.is_err() || b.is_err() {
-                        let _ = client.shutdown(std::net::Shutdown::Both);
-                        let _ = upstream.shutdown(std::net::Shutdown::Both);
-                    }
-                    if let Ok(Drained::Bytes(n)) = a {
-                        drained.0 += n;
-                    }
-                    if let Ok(Drained::Bytes(n)) = b {
-                        drained.1 += n;
-                    }
-                    count_tunnel_userspace(drained.0 + drained.1);
-                    splicer.forget(&ckey, &ukey);
-                    return None;
                 }
             }
+            if failed || stay {
+                break;
+            }
+        }
+        let copied = directions[0].copied + directions[1].copied;
+        if !failed && !stay && !(entered[0] || entered[1]) && copied > SPLICE_DRAIN_MAX {
+            stay = true;
+        }
+        if failed || stay {
+            break;
+        }
+        if blocked {
+            // Both wait on a full send buffer: let the peers read.
+            tokio::time::sleep(SPLICE_DRAIN_PAUSE).await;
         }
     }
+    let [up, down] = directions;
+    if failed || stay {
+        // Not worth splicing, or broken: the userspace copy takes over (it
+        // reads a closed side's EOF again, and first writes what is owed);
+        // a failure ends both.
+        if failed {
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            let _ = upstream.shutdown(std::net::Shutdown::Both);
+        }
+        tracing::debug!(target: "sluice::bpf", up = up.copied, down = down.copied, failed, "eBPF splice: the tunnel stays in userspace");
+        let written = (up.delivered(), down.delivered());
+        count_tunnel_userspace(written.0 + written.1);
+        up.hand_back(owed.0);
+        down.hand_back(owed.1);
+        splicer.forget(&ckey, &ukey);
+        return Err(written);
+    }
+    tracing::debug!(target: "sluice::bpf", up = up.copied, down = down.copied, "eBPF splice: entered");
+    let drained = (up.copied, down.copied);
     count_tunnel_userspace(drained.0 + drained.1);
-    // 4. Into the splice. Bytes that arrived since the last drain wait in
-    //    the receive queues; the kick runs the verdict over them, in order,
-    //    after everything written above.
-    {
-        let mut splice = splicer
-            .splice
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // The upstream socket is there already when it was registered for
-        // the response splice (EBUSY: it has the verdict).
-        let already = |r: Result<(), aya::maps::MapError>| match r {
-            Err(e) if matches!(map_errno(&e), Some(libc::EEXIST | libc::EBUSY)) => Ok(()),
-            r => r,
-        };
-        let added = splice
-            .insert(ckey, cfd, 0)
-            .and_then(|()| already(splice.insert(ukey, ufd, 0)));
-        drop(splice);
-        if let Err(e) = added {
-            splicer.forget(&ckey, &ukey);
-            tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot splice a tunnel: {e}");
-            return None;
-        }
-    }
-    kick(cfd);
-    kick(ufd);
-    Some(Spliced {
+    Ok(Spliced {
         splicer,
         client: ckey,
         upstream: ukey,
@@ -1278,6 +1458,18 @@ const SPLICE_DRAIN_MAX: u64 = 64 << 20;
 
 /// How long entering waits for a bypass redirect already under way.
 const SPLICE_SETTLE: Duration = Duration::from_millis(1);
+
+/// Room a drain read leaves beyond what `FIONREAD` reports, so that it
+/// comes back short.
+const SPLICE_DRAIN_READ: usize = 256 << 10;
+
+/// The largest drain read (a receive queue may hold more: the read is
+/// then full, and the next one finds the rest).
+const SPLICE_DRAIN_READ_MAX: usize = 8 << 20;
+
+/// How long the drain pauses when both directions wait on a full send
+/// buffer.
+const SPLICE_DRAIN_PAUSE: Duration = Duration::from_millis(1);
 
 impl Spliced {
     /// Waits until both directions have closed, propagating each FIN once

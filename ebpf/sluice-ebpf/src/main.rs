@@ -29,9 +29,10 @@
 //! overtake bytes still in flight through the stack.
 //!
 //! The splice (a tunnel's client socket and upstream socket, inserted by
-//! the loader with their [`SPLICED`] entries): the stream verdict redirects
-//! every skb received on one to the other's egress and counts it in the
-//! socket's entry. The bypass must not feed a spliced socket's ingress
+//! the loader with their [`SPLICED`] entries, each into [`SPLICE`] once
+//! its own direction is drained): the stream verdict redirects every skb
+//! received on one to the other's egress (through [`SOCKS`], which holds
+//! both from the start) and counts it in the socket's entry. The bypass must not feed a spliced socket's ingress
 //! message queue (the verdict never sees it): `sluice_sk_msg` passes a
 //! message through the TCP stack when its peer is spliced (and for good,
 //! [`PASSED`]), and counts the bytes sent on a spliced socket (what the
@@ -358,7 +359,10 @@ pub fn sluice_sk_skb(ctx: SkBuffContext) -> u32 {
     if let Some(state) = SPLICED.get_ptr_mut(key) {
         // SAFETY: a map value, valid for this run.
         let mut partner = unsafe { (*state).partner };
-        let verdict = SPLICE.redirect_skb(&ctx, &mut partner, 0);
+        // Through `SOCKS`, where the partner always is: a socket enters
+        // `SPLICE` when its own direction is ready, which may be before
+        // its partner's.
+        let verdict = SOCKS.redirect_skb(&ctx, &mut partner, 0);
         if verdict == i64::from(sk_action::SK_PASS) {
             // SAFETY: as above.
             unsafe {

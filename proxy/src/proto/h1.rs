@@ -1021,12 +1021,26 @@ pub async fn tunnel(client: &mut Conn, upstream: &mut Conn) -> Tunnelled {
             }
         }
         crate::bpf::count_tunnel_userspace(flushed.to_upstream + flushed.to_client);
-        if let Some(spliced) = crate::bpf::splice(client_stream, upstream_stream).await {
-            let carried = spliced.run(client_stream, upstream_stream).await;
-            return Tunnelled {
-                to_upstream: flushed.to_upstream + carried.to_upstream,
-                to_client: flushed.to_client + carried.to_client,
-            };
+        match crate::bpf::splice(
+            client_stream,
+            upstream_stream,
+            (&mut *client_buf, &mut *upstream_buf),
+        )
+        .await
+        {
+            Ok(spliced) => {
+                let carried = spliced.run(client_stream, upstream_stream).await;
+                return Tunnelled {
+                    to_upstream: flushed.to_upstream + carried.to_upstream,
+                    to_client: flushed.to_client + carried.to_client,
+                };
+            }
+            // Entering copied these; what it read and could not write yet
+            // is in the buffers, which the copy below writes first.
+            Err((to_upstream, to_client)) => {
+                flushed.to_upstream += to_upstream;
+                flushed.to_client += to_client;
+            }
         }
     }
     let (to_upstream, to_client) = tokio::join!(
