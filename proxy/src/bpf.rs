@@ -1209,6 +1209,71 @@ impl Direction {
     }
 }
 
+/// How entering the splice ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entering {
+    /// Both sockets entered (or had nothing more to carry).
+    Entered,
+    /// A side closed, the kernel refused a socket, or the peers kept
+    /// sending past [`SPLICE_DRAIN_MAX`], before either socket entered:
+    /// the tunnel stays in userspace.
+    Stay,
+    /// A socket failed, or one entered and the other cannot.
+    Failed,
+}
+
+/// Step 1 (d) of the handover protocol (module docs): moves both
+/// [`Direction`]s until each source socket (keyed by `keys`) has entered
+/// `SLUICE_SPLICE`.
+async fn enter_directions(
+    splicer: &Splicer,
+    keys: [SockKey; 2],
+    directions: &mut [Direction; 2],
+) -> Entering {
+    let mut entered = [false, false];
+    while !(entered[0] && entered[1]) {
+        let any_entered = entered[0] || entered[1];
+        let mut blocked = true;
+        for ((direction, key), done) in directions.iter_mut().zip(keys).zip(&mut entered) {
+            if *done {
+                continue;
+            }
+            match direction.step() {
+                Err(_) => return Entering::Failed,
+                Ok(Step::Progress) => blocked = false,
+                Ok(Step::Blocked) => {}
+                // Closing before anything entered: not worth it (the copy
+                // reads the EOF again).
+                Ok(Step::Ready) if direction.eof && !any_entered => return Entering::Stay,
+                // Nothing more comes from this side: its FIN is
+                // `Spliced::run`'s business.
+                Ok(Step::Ready) if direction.eof => *done = true,
+                Ok(Step::Ready) => {
+                    blocked = false;
+                    if !splicer.enter(key, direction.from) {
+                        return if any_entered {
+                            Entering::Failed
+                        } else {
+                            Entering::Stay
+                        };
+                    }
+                    kick(direction.from);
+                    *done = true;
+                }
+            }
+        }
+        let copied = directions[0].copied + directions[1].copied;
+        if !(entered[0] || entered[1]) && copied > SPLICE_DRAIN_MAX {
+            return Entering::Stay;
+        }
+        if blocked {
+            // Both wait on a full send buffer: let the peers read.
+            tokio::time::sleep(SPLICE_DRAIN_PAUSE).await;
+        }
+    }
+    Entering::Entered
+}
+
 /// Bytes in `fd`'s TCP receive queue (`FIONREAD`); 0 when unknown.
 fn queued(fd: RawFd) -> usize {
     let mut n: libc::c_int = 0;
@@ -1355,61 +1420,8 @@ pub async fn splice(
         tokio::time::sleep(SPLICE_SETTLE).await;
     }
     let mut directions = [Direction::new(cfd, ufd), Direction::new(ufd, cfd)];
-    let keys = [ckey, ukey];
-    let mut entered = [false, false];
-    let mut failed = false;
-    let mut stay = false;
-    while !(entered[0] && entered[1]) {
-        let mut blocked = true;
-        for i in 0..2 {
-            if entered[i] {
-                continue;
-            }
-            let Some(direction) = directions.get_mut(i) else {
-                continue;
-            };
-            match direction.step() {
-                Err(_) => failed = true,
-                Ok(Step::Progress) => blocked = false,
-                Ok(Step::Blocked) => {}
-                Ok(Step::Ready) => {
-                    blocked = false;
-                    if direction.eof {
-                        if !(entered[0] || entered[1]) {
-                            // Closing before anything entered: not worth
-                            // it; the copy reads the EOF again.
-                            stay = true;
-                        } else {
-                            // Nothing more comes from this side: the FIN
-                            // is handled by `Spliced::run`.
-                            entered[i] = true;
-                        }
-                    } else if splicer.enter(keys[i], direction.from) {
-                        kick(direction.from);
-                        entered[i] = true;
-                    } else if entered[0] || entered[1] {
-                        failed = true;
-                    } else {
-                        stay = true;
-                    }
-                }
-            }
-            if failed || stay {
-                break;
-            }
-        }
-        let copied = directions[0].copied + directions[1].copied;
-        if !failed && !stay && !(entered[0] || entered[1]) && copied > SPLICE_DRAIN_MAX {
-            stay = true;
-        }
-        if failed || stay {
-            break;
-        }
-        if blocked {
-            // Both wait on a full send buffer: let the peers read.
-            tokio::time::sleep(SPLICE_DRAIN_PAUSE).await;
-        }
-    }
+    let outcome = enter_directions(&splicer, [ckey, ukey], &mut directions).await;
+    let (failed, stay) = (outcome == Entering::Failed, outcome == Entering::Stay);
     let [up, down] = directions;
     if failed || stay {
         // Not worth splicing, or broken: the userspace copy takes over (it
