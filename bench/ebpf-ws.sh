@@ -7,9 +7,9 @@
 # and the client both run on CPU 1; sluice runs alone on CPU 0 with one
 # worker. Per run, T tunnels at once (default 4) each send M MiB (default
 # 256) and read the echo back (checked by length). Modes, alternated per
-# round: `off` (--ebpf off), `bypass` (--ebpf on:
-# loopback bypass only, tunnel copied in userspace) and `splice` (--ebpf on --ebpf-splice:
-# the sk_skb splice). Prints, per mode, the median over the rounds of: echo
+# round: `off` (--ebpf off), `bypass` (--ebpf on --ebpf-splice false:
+# loopback bypass only, tunnel copied in userspace) and `splice` (--ebpf on,
+# whose default splices tunnels with the sk_skb verdict). Prints, per mode, the median over the rounds of: echo
 # throughput in MB/s (bytes echoed / wall time, one direction) and the CPU
 # cost on the proxy's core per GB echoed (busy jiffies of CPU 0 from
 # /proc/stat via bench/h1_helper.py — everything but idle and iowait,
@@ -54,8 +54,8 @@ for r in $(seq "$rounds"); do
   for mode in off bypass splice; do
     case $mode in
       off) flags=(--ebpf off) ;;
-      bypass) flags=(--ebpf on) ;;
-      splice) flags=(--ebpf on --ebpf-splice) ;;
+      bypass) flags=(--ebpf on --ebpf-splice false) ;;
+      splice) flags=(--ebpf on) ;;
     esac
     taskset -c 0 "$sluice_bin" --workers 1 --bind 127.0.0.1 --admin "127.0.0.1:$admin_port" \
       "${flags[@]}" "$TMP/routes.yaml" >"$TMP/sluice-$mode.log" 2>&1 &

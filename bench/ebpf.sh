@@ -2,7 +2,7 @@
 # Issue 5's bench: sluice --ebpf on vs off, same run, three loads.
 #
 #   bench/ebpf.sh [--rounds N] [--duration S] [--quick] [--sluice PATH]
-#                 [--loads small,big,ws] [--modes off,on[,splice][,responses]]
+#                 [--loads small,big,ws] [--modes off,on[,backend][,bypass][,splice][,responses]]
 #                 [--ws-mib M] [--ws-tunnels T]
 #
 # sluice runs alone on CPU 0 (--workers 1, restarted per run); an nginx
@@ -12,8 +12,10 @@
 # /big (1 MiB responses); ws = T upgraded connections (default 4) each
 # echoing M MiB (default 256). Modes: off = --ebpf off, on = --ebpf on
 # --ebpf-local-clients true (loopback bypass of both legs; wrk and the
-# echo client are local), backend = --ebpf on (the default: backend leg
-# only), splice = --ebpf on --ebpf-splice (only changes ws), responses =
+# echo client are local; tunnels spliced), backend = --ebpf on (the
+# default: backend leg bypassed, tunnels spliced), bypass = --ebpf on
+# --ebpf-splice false (backend leg only, tunnels copied in userspace),
+# splice = --ebpf on --ebpf-splice true (the same as backend), responses =
 # --ebpf on --ebpf-splice-responses (experimental; only changes big). Modes
 # alternate within a round, order reversed every other
 # round. Per run: requests/s or MB/s, p99 (wrk), and the CPU cost on CPU 0
@@ -104,7 +106,7 @@ spec:
 EOF
 slice web "$nginx_port"; slice ws "$ws_port"; } >"$TMP/routes.yaml"
 
-flags_of() { case $1 in off) echo "--ebpf off" ;; on) echo "--ebpf on --ebpf-local-clients true" ;; backend) echo "--ebpf on" ;; splice) echo "--ebpf on --ebpf-splice" ;; responses) echo "--ebpf on --ebpf-splice-responses" ;; *) echo "ebpf.sh: unknown mode $1" >&2; exit 2 ;; esac; }
+flags_of() { case $1 in off) echo "--ebpf off" ;; on) echo "--ebpf on --ebpf-local-clients true" ;; backend) echo "--ebpf on" ;; splice) echo "--ebpf on --ebpf-splice true" ;; bypass) echo "--ebpf on --ebpf-splice false" ;; responses) echo "--ebpf on --ebpf-splice-responses" ;; *) echo "ebpf.sh: unknown mode $1" >&2; exit 2 ;; esac; }
 url="http://127.0.0.1:$proxy_port"
 rows="$TMP/rows.jsonl"; : >"$rows"
 echo "sluice $sluice_bin; $rounds round(s) x ${duration}s; ws: $tunnels x $mib MiB; $(uname -r)"

@@ -62,11 +62,11 @@ struct Args {
     /// never loads it.
     #[arg(long, value_enum, default_value_t = sluice::bpf::Mode::Auto)]
     ebpf: sluice::bpf::Mode,
-    /// Also splice upgraded (WebSocket) connections in the kernel (sk_skb
-    /// SockMap). Off by default: it pays off only for tunnels that pause
-    /// after the upgrade, and stalled under concurrent streaming tunnels
-    /// (docs/benchmarks.md, eBPF).
-    #[arg(long)]
+    /// Splice upgraded (WebSocket) connections in the kernel (sk_skb
+    /// SockMap) when eBPF is active: the tunnel's bytes never enter
+    /// userspace (docs/benchmarks.md, eBPF). `false` copies tunnels in
+    /// userspace.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     ebpf_splice: bool,
     /// Experimental: also splice HTTP/1.1 response bodies of 64 KiB or more
     /// (Content-Length, no filter on the body) from the backend to the

@@ -379,7 +379,7 @@ fn on_splices_64mib_responses_in_the_kernel() {
         &["--ebpf", "on", "--ebpf-splice-responses"],
     );
     let log = sluice.log_text();
-    assert!(log.contains("splice of response bodies active"), "{log}");
+    assert!(log.contains("response bodies active"), "{log}");
     assert_eq!(get_big(port), BIG);
     get_big_keepalive(port, 2);
     let bodies = 3 * BIG;
@@ -686,7 +686,7 @@ fn on_splices_a_64mib_websocket_echo_in_the_kernel() {
     require_root!();
     let ws = support::WsBackend::start();
     let (files, port) = inputs("ebpf-ws", ws.port);
-    let sluice = Sluice::start(&files, port, 1, &["--ebpf", "on", "--ebpf-splice"]);
+    let sluice = Sluice::start(&files, port, 1, &["--ebpf", "on", "--ebpf-splice", "true"]);
     let log = sluice.log_text();
     assert!(
         log.contains("splice of tunnelled connections active"),
@@ -766,7 +766,7 @@ fn on_splices_twenty_concurrent_tunnels() {
     const TUNNELS: usize = 20;
     let ws = support::WsBackend::start();
     let (files, port) = inputs("ebpf-ws-many", ws.port);
-    let sluice = Sluice::start(&files, port, 2, &["--ebpf", "on", "--ebpf-splice"]);
+    let sluice = Sluice::start(&files, port, 2, &["--ebpf", "on", "--ebpf-splice", "true"]);
     let clients: Vec<_> = (0..TUNNELS)
         .map(|i| std::thread::spawn(move || ws_echo(port, EACH, 1000 + i, true)))
         .collect();
@@ -807,7 +807,7 @@ fn on_splices_four_streaming_echoes() {
     const TUNNELS: usize = 4;
     let ws = support::WsBackend::start();
     let (files, port) = inputs("ebpf-ws-streaming", ws.port);
-    let sluice = Sluice::start(&files, port, 1, &["--ebpf", "on", "--ebpf-splice"]);
+    let sluice = Sluice::start(&files, port, 1, &["--ebpf", "on", "--ebpf-splice", "true"]);
     let clients: Vec<_> = (0..TUNNELS)
         .map(|_| std::thread::spawn(move || ws_echo(port, EACH, 4096, false)))
         .collect();
