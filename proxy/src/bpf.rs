@@ -105,8 +105,9 @@
 //!    or write in flight):
 //!    - (a) both sockets in `SLUICE_SOCKS` (EBUSY/EEXIST: sockops did), so
 //!      that sk_msg counts what is sent on them; an upstream socket
-//!      registered for the response splice leaves `SLUICE_SPLICE` for now
-//!      (it stays in `SLUICE_SOCKS`, which keeps what the verdict passed);
+//!      registered for the response splice (`--ebpf-splice-responses`) is
+//!      in `SLUICE_SPLICE` already and cannot leave it safely (see
+//!      [`splice`]): such a tunnel stays in userspace;
 //!    - (b) the `SLUICE_SPLICED` entries of C and U: from now on no bypass
 //!      message goes to either socket's ingress queue;
 //!    - (c) if the bypass may have fed either socket (U is one of sockops'
@@ -171,7 +172,7 @@
 //! 4 × 256 MiB) or, when the peers never paused, left the tunnel in
 //! userspace (3 of 8 runs copied all 2 GiB in userspace). With step (d)
 //! as it is now, 40 runs of 4 × 256 MiB, 16 × 64 MiB and 64 × 1 MiB
-//! echoes (with and without the client leg and the response splice)
+//! echoes (with and without the client leg)
 //! completed with every byte checked in order, each tunnel entering after
 //! at most a few hundred KiB copied in userspace (`bench/ws_echo.py`
 //! checks the echoed bytes, not only their count).
@@ -951,6 +952,16 @@ impl Splicer {
         known(key) || known(&key.peer())
     }
 
+    /// Whether `key` is an upstream socket registered for the response
+    /// splice (in `SLUICE_SPLICE` since it connected).
+    fn response_registered(&self, key: &SockKey) -> bool {
+        self.rsp_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key, 0)
+            .is_ok()
+    }
+
     /// Puts `fd` in `SLUICE_SPLICE`: from now on the verdict moves its
     /// bytes to its partner. `false` when the kernel refused it.
     fn enter(&self, key: SockKey, fd: RawFd) -> bool {
@@ -958,7 +969,7 @@ impl Splicer {
         match splice.insert(key, fd, 0) {
             Ok(()) => true,
             Err(e) => {
-                tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot splice a tunnel's socket: {e}");
+                tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot add a socket to SLUICE_SPLICE: {e}");
                 false
             }
         }
@@ -1182,7 +1193,7 @@ impl Direction {
         }
         // Room for everything TCP has queued, so that the read comes back
         // short.
-        let want = queued(self.from)
+        let want = receive_queued(self.from)
             .saturating_add(SPLICE_DRAIN_READ)
             .min(SPLICE_DRAIN_READ_MAX);
         if self.buf.capacity() < want {
@@ -1275,7 +1286,7 @@ async fn enter_directions(
 }
 
 /// Bytes in `fd`'s TCP receive queue (`FIONREAD`); 0 when unknown.
-fn queued(fd: RawFd) -> usize {
+fn receive_queued(fd: RawFd) -> usize {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int.
     let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &raw mut n) };
@@ -1349,6 +1360,18 @@ pub async fn splice(
         .ok_or((0, 0))?;
     let (cfd, ufd) = (client.as_raw_fd(), upstream.as_raw_fd());
     let (ckey, ukey) = (sock_key(cfd).ok_or((0, 0))?, sock_key(ufd).ok_or((0, 0))?);
+    // An upstream socket registered for the response splice is in
+    // `SLUICE_SPLICE` already, where the verdict would redirect its bytes
+    // the moment its entry below exists, before what it holds is drained.
+    // It cannot leave `SLUICE_SPLICE` either: on kernel 6.18 a socket taken
+    // out of the verdict's map after the verdict redirected bytes can be
+    // left with data received that `recv` never returns (seen with the
+    // response splice: Recv-Q 3 MB, `EAGAIN`, the backend held by a zero
+    // window). Such a tunnel stays in userspace.
+    if splicer.response_registered(&ukey) {
+        tracing::debug!(target: "sluice::bpf", "eBPF splice: the upstream socket is registered for the response splice; the tunnel stays in userspace");
+        return Err((0, 0));
+    }
     {
         // 1. Both in the bypass's SockHash, so that sk_msg counts what the
         //    kernel sends on them (sockops put them there already when the
@@ -1368,19 +1391,7 @@ pub async fn splice(
             }
         }
     }
-    {
-        // 2. An upstream socket registered for the response splice is in
-        //    `SLUICE_SPLICE` already: out of it until its direction is
-        //    settled (before its entry below, which the verdict would act
-        //    on), so that its bytes queue plainly meanwhile. It stays in
-        //    `SLUICE_SOCKS`, which keeps what the verdict passed before.
-        let mut splice = splicer
-            .splice
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let _ = splice.remove(&ukey);
-    }
-    // 3. The entries: from now on the bypass sends nothing to the ingress
+    // 2. The entries: from now on the bypass sends nothing to the ingress
     //    queue of either socket (their peers' messages take the TCP stack,
     //    into the receive queue the verdict will see).
     {
@@ -1400,7 +1411,7 @@ pub async fn splice(
         }
         drop(state);
     }
-    // 4. Per direction: read in userspace until a read comes back short,
+    // 3. Per direction: read in userspace until a read comes back short,
     //    write what was read to the other side, then put the source socket
     //    in `SLUICE_SPLICE` and kick it (setting SO_RCVLOWAT runs its
     //    data-ready callback, so the bytes queued since the short read go
