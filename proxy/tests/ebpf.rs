@@ -755,25 +755,33 @@ fn off_copies_the_64mib_websocket_echo_in_userspace() {
     assert!(!text.contains("sluice_ebpf_bytes"), "{text}");
 }
 
-/// Twenty spliced tunnels at once, each with bytes pending with its
-/// upgrade request (echoed before the client streams the rest): every echo
-/// byte-identical, every half-close propagated, every byte accounted for
-/// exactly once, most of it in the kernel.
-#[test]
-fn on_splices_twenty_concurrent_tunnels() {
-    require_root!();
-    const EACH: usize = 4 << 20;
-    const TUNNELS: usize = 20;
+/// Runs `tunnels` spliced WebSocket echoes of `each` bytes at once through
+/// a sluice with `workers` workers (`first` bytes sent with the upgrade
+/// request; `quiet`: the rest only after those came back), checks every
+/// echo byte for byte, and that every byte was counted once — by the
+/// verdict or by the userspace copy — with nearly all of it in the kernel:
+/// entering reads each side until one read comes back short and never
+/// waits on a write (bpf.rs, "Handover protocol"), so what it copies is
+/// what the sockets held.
+fn concurrent_spliced_echoes(tag: &str, workers: usize, tunnels: usize, each: usize, quiet: bool) {
     let ws = support::WsBackend::start();
-    let (files, port) = inputs("ebpf-ws-many", ws.port);
-    let sluice = Sluice::start(&files, port, 2, &["--ebpf", "on", "--ebpf-splice", "true"]);
-    let clients: Vec<_> = (0..TUNNELS)
-        .map(|i| std::thread::spawn(move || ws_echo(port, EACH, 1000 + i, true)))
+    let (files, port) = inputs(tag, ws.port);
+    let sluice = Sluice::start(
+        &files,
+        port,
+        workers,
+        &["--ebpf", "on", "--ebpf-splice", "true"],
+    );
+    let clients: Vec<_> = (0..tunnels)
+        .map(|i| {
+            let first = if quiet { 1000 + i } else { 4096 };
+            std::thread::spawn(move || ws_echo(port, each, first, quiet))
+        })
         .collect();
     for c in clients {
-        assert_eq!(c.join().unwrap(), EACH + 3);
+        assert_eq!(c.join().unwrap(), each + 3);
     }
-    let total = (TUNNELS * (2 * EACH + 3)) as f64;
+    let total = (tunnels * (2 * each + 3)) as f64;
     let text = sluice.wait_metrics("the echoes' bytes accounted for", |m| {
         sum(
             m,
@@ -789,40 +797,24 @@ fn on_splices_twenty_concurrent_tunnels() {
     );
     let userspace = sum(&text, "sluice_tunnel_userspace_bytes_total", &[]);
     assert_eq!(spliced + userspace, total, "{text}");
-    // Nearly all of it in the kernel: entering reads each side until one
-    // read comes back short and never waits on a write (bpf.rs, "Handover
-    // protocol"), so what it copies is what the sockets held.
     assert!(userspace < total / 16.0, "{text}");
+}
+
+/// Twenty spliced tunnels at once, each with bytes pending with its
+/// upgrade request (echoed before the client streams the rest), on two
+/// workers.
+#[test]
+fn on_splices_twenty_concurrent_tunnels() {
+    require_root!();
+    concurrent_spliced_echoes("ebpf-ws-many", 2, 20, 4 << 20, true);
 }
 
 /// Four tunnels that stream at full speed from the start, both ways at
 /// once, towards a backend that echoes from one thread (it stops reading
 /// while its writes wait): the shape that once deadlocked entering the
-/// splice (bpf.rs, "Handover protocol"). Every echo arrives byte-identical
-/// and nearly every byte goes through the kernel.
+/// splice (bpf.rs, "Handover protocol").
 #[test]
 fn on_splices_four_streaming_echoes() {
     require_root!();
-    const EACH: usize = 32 << 20;
-    const TUNNELS: usize = 4;
-    let ws = support::WsBackend::start();
-    let (files, port) = inputs("ebpf-ws-streaming", ws.port);
-    let sluice = Sluice::start(&files, port, 1, &["--ebpf", "on", "--ebpf-splice", "true"]);
-    let clients: Vec<_> = (0..TUNNELS)
-        .map(|_| std::thread::spawn(move || ws_echo(port, EACH, 4096, false)))
-        .collect();
-    for c in clients {
-        assert_eq!(c.join().unwrap(), EACH + 3);
-    }
-    let total = (TUNNELS * (2 * EACH + 3)) as f64;
-    let text = sluice.wait_metrics("the echoes' bytes accounted for", |m| {
-        sum(
-            m,
-            "sluice_ebpf_bytes_total",
-            &["program=\"sk_skb\"", "verdict=\"redirected\""],
-        ) + sum(m, "sluice_tunnel_userspace_bytes_total", &[])
-            >= total
-    });
-    let userspace = sum(&text, "sluice_tunnel_userspace_bytes_total", &[]);
-    assert!(userspace < total / 16.0, "{text}");
+    concurrent_spliced_echoes("ebpf-ws-streaming", 1, 4, 32 << 20, false);
 }
