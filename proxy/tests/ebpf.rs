@@ -361,13 +361,43 @@ fn get_big_keepalive(port: u16, n: usize) {
     }
 }
 
+/// `--ebpf-splice-responses` is refused, with what to do, unless the
+/// environment says to run it anyway (its known bug: docs/status.md).
+#[test]
+fn the_disabled_response_splice_is_refused_clearly() {
+    let (files, port) = inputs("ebpf-response-refused", free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(&files)
+        .args(["--bind", "127.0.0.1", "--workers", "1", "--ebpf", "off"])
+        .arg("--ebpf-splice-responses")
+        .env_remove("SLUICE_UNSAFE_RESPONSE_SPLICE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--ebpf-splice-responses is disabled") && err.contains("Drop the flag"),
+        "{err}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens"
+    );
+}
+
 /// The response splice (`--ebpf-splice-responses`): 64 MiB responses (on
 /// a new backend connection, then on pooled ones, the last two on one
 /// keep-alive client connection) arrive byte-identical; every body byte
 /// is accounted for once, moved by the kernel (the sk_skb counters hold at
 /// least those) or copied by the proxy (what arrived before a body was
 /// armed).
+///
+/// Ignored: the response splice is disabled (it can reorder or stall a
+/// body's bytes when the CPU is contended; docs/status.md). Run it with
+/// `SLUICE_UNSAFE_RESPONSE_SPLICE=1 cargo test -p sluice --test ebpf --
+/// --ignored` while working on it, with the CPUs loaded to see the bug.
 #[test]
+#[ignore = "the response splice is disabled: it can reorder or stall bytes under CPU contention"]
 fn on_splices_64mib_responses_in_the_kernel() {
     require_root!();
     let backend = big_backend();

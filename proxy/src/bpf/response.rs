@@ -63,6 +63,19 @@
 //!    failing, ends both connections, as in the userspace copy. A body that
 //!    makes no progress for [`STALL_TIMEOUT`] does too.
 //!
+//! # Known bug: disabled
+//!
+//! With both CPUs loaded (a busy loop on each), 3 of 10 runs of
+//! `on_splices_64mib_responses_in_the_kernel` delivered a body's bytes out
+//! of order or stalled it (quiet runs pass; the cause is not found). So
+//! `--ebpf-splice-responses` is refused unless
+//! `SLUICE_UNSAFE_RESPONSE_SPLICE=1` is set, for investigating it, and the
+//! test is ignored. A redesign that enters `SLUICE_SPLICE` only when a
+//! body is armed (as tunnels now do) meets a kernel 6.18 behaviour: a
+//! socket taken out of the verdict's map after the verdict redirected
+//! bytes can keep received data that `recv` never returns
+//! (docs/benchmarks.md, fifth session).
+//!
 //! # Does it pay off?
 //!
 //! Not on the kernel measured (6.18, docs/benchmarks.md): a local backend

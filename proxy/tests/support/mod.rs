@@ -617,7 +617,7 @@ impl Proxy {
                     .unwrap_or_default(),
             )
             // More eBPF flags for a manual run of the suite, e.g.
-            // SLUICE_TEST_EBPF_FLAGS=--ebpf-splice-responses.
+            // SLUICE_TEST_EBPF_FLAGS='--ebpf-local-clients true'.
             .args(
                 std::env::var("SLUICE_TEST_EBPF_FLAGS")
                     .unwrap_or_default()
