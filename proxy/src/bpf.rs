@@ -16,8 +16,8 @@
 //! | acceleration | programs | state |
 //! | --- | --- | --- |
 //! | loopback bypass, backend leg and local clients' leg | sockops on the proxy's cgroup v2, sk_msg on the `SLUICE_SOCKS` SockHash | implemented; client leg opt-in with `--ebpf-local-clients true` |
-//! | splice of tunnelled connections | sk_skb stream verdict on the `SLUICE_SPLICE` SockHash, sk_msg counting | implemented (see "Handover protocol"), opt-in with `--ebpf-splice` |
-//! | splice of response bodies | the same verdict, by stream offsets (`SLUICE_RSP_SEEN`, `SLUICE_RSP_ARM`) | experimental, opt-in with `--ebpf-splice-responses`; protocol in [`response`] |
+//! | splice of tunnelled connections | sk_skb stream verdict on the `SLUICE_SPLICE` SockHash, sk_msg counting | implemented (see "Handover protocol"), on whenever eBPF is active (`--ebpf-splice false` turns it off) |
+//! | splice of response bodies | the same verdict, by stream offsets (`SLUICE_RSP_SEEN`, `SLUICE_RSP_ARM`) | experimental and disabled (a known bug); protocol in [`response`] |
 //!
 //! **Loopback bypass.** The sockops program records, by 4-tuple, the
 //! established TCP sockets of sluice's listeners (passive, local port in
@@ -164,8 +164,10 @@
 //!
 //! The tunnel's byte counts ([`crate::proto::h1::Tunnelled`]) are the
 //! bytes copied in userspace plus the verdict's `redirected_bytes`.
-//! The splice is loaded only with `--ebpf-splice` (off by default: see
-//! docs/benchmarks.md for when it pays off); the bypass does not depend on it.
+//! The splice is loaded whenever eBPF is active, unless `--ebpf-splice
+//! false` (docs/benchmarks.md has the figures); the bypass does not depend
+//! on it.
+//!
 //! Entering used to drain both sockets one after the other until
 //! `EAGAIN`, with blocking writes: under concurrent tunnels streaming at
 //! full speed towards an echoing backend that deadlocked (8 of 18 runs of
@@ -190,7 +192,7 @@
 //! own a socket (the other's insert fails, counted in
 //! `sluice_ebpf_socket_errors_total`); the bytes stay correct, and its
 //! bypass ignores the other process's splice entries, so such a chain
-//! should run the downstream process without `--ebpf-splice`.
+//! should run the downstream process with `--ebpf-splice false`.
 //!
 //! # Pins, several processes, crashes
 //!
@@ -340,7 +342,7 @@ pub fn start(mode: Mode, options: Options, shared: &Arc<Shared>) -> Result<Guard
 /// (by default: nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Options {
-    /// `--ebpf-splice`: splice upgraded connections (sk_skb).
+    /// `--ebpf-splice` (default true): splice upgraded connections (sk_skb).
     pub splice: bool,
     /// `--ebpf-splice-responses`: splice large response bodies (sk_skb,
     /// [`response`]; experimental).
@@ -865,7 +867,7 @@ struct Splicer {
 /// The splice in use, if loaded ([`splice`] reads it).
 static SPLICER: std::sync::RwLock<Option<Arc<Splicer>>> = std::sync::RwLock::new(None);
 
-/// Whether tunnels are spliced (`--ebpf-splice`).
+/// Whether tunnels are spliced (`--ebpf-splice`, default true).
 static TUNNELS: AtomicBool = AtomicBool::new(false);
 
 /// Whether the splice is loaded for tunnels ([`splice`] may take one).
@@ -877,14 +879,13 @@ pub fn splice_loaded() -> bool {
             .is_some()
 }
 
-/// The splice is opt-in (`--ebpf-splice`): it pays off only for tunnels
-/// that reach a quiet moment after the `101` (see the module docs and
-/// docs/benchmarks.md), so it is off by default.
+/// Whether the splice's programs are wanted: for tunnels (`--ebpf-splice`,
+/// default true) or response bodies.
 fn splice_wanted(options: Options) -> Result<(), String> {
     if options.splice || options.splice_responses {
         Ok(())
     } else {
-        Err("off by default; --ebpf-splice turns it on".into())
+        Err("--ebpf-splice false".into())
     }
 }
 

@@ -146,7 +146,7 @@ pub struct Conn {
     /// also take: see [`crate::bpf::UpstreamSplice`]).
     received: u64,
     /// A backend connection's registration for the response splice
-    /// (`--ebpf-splice`); `None` otherwise.
+    /// (`--ebpf-splice-responses`); `None` otherwise.
     kernel_splice: Option<Box<crate::bpf::UpstreamSplice>>,
 }
 
