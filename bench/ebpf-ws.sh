@@ -6,10 +6,11 @@
 # A WebSocket echo backend (Python, a thread per connection) on 127.0.0.1
 # and the client both run on CPU 1; sluice runs alone on CPU 0 with one
 # worker. Per run, T tunnels at once (default 4) each send M MiB (default
-# 256) and read the echo back (checked by length). Modes, alternated per
-# round: `off` (--ebpf off), `bypass` (--ebpf on --ebpf-splice false:
-# loopback bypass only, tunnel copied in userspace) and `splice` (--ebpf on,
-# whose default splices tunnels with the sk_skb verdict). Prints, per mode, the median over the rounds of: echo
+# 256) and read the echo back (every byte checked, in order). Modes,
+# alternated per round: `off` (--ebpf off), `bypass` (--ebpf on
+# --ebpf-splice false: loopback bypass only, tunnel copied in userspace) and
+# `splice` (--ebpf on, whose default splices tunnels with the sk_skb
+# verdict). Prints, per mode, the median over the rounds of: echo
 # throughput in MB/s (bytes echoed / wall time, one direction) and the CPU
 # cost on the proxy's core per GB echoed (busy jiffies of CPU 0 from
 # /proc/stat via bench/h1_helper.py — everything but idle and iowait,

@@ -1420,7 +1420,7 @@ pub async fn splice(
     //    [`Direction`] for why a short read is the condition. A socket
     //    the bypass may have fed has messages in its ingress queue, which
     //    the verdict never sees: they are read first, in order (a bypass
-    //    redirect decided just before step 1 lands within microseconds: let
+    //    redirect decided just before step 2 lands within microseconds: let
     //    it land first). The two directions move independently — the
     //    verdict redirects into the partner's egress through
     //    `SLUICE_SOCKS`, so a socket may enter while its partner is still
@@ -1433,12 +1433,12 @@ pub async fn splice(
     }
     let mut directions = [Direction::new(cfd, ufd), Direction::new(ufd, cfd)];
     let outcome = enter_directions(&splicer, [ckey, ukey], &mut directions).await;
-    let (failed, stay) = (outcome == Entering::Failed, outcome == Entering::Stay);
     let [up, down] = directions;
-    if failed || stay {
+    if outcome != Entering::Entered {
         // Not worth splicing, or broken: the userspace copy takes over (it
         // reads a closed side's EOF again, and first writes what is owed);
         // a failure ends both.
+        let failed = outcome == Entering::Failed;
         if failed {
             let _ = client.shutdown(std::net::Shutdown::Both);
             let _ = upstream.shutdown(std::net::Shutdown::Both);

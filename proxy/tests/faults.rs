@@ -154,54 +154,6 @@ enum Outcome {
     CutAfterHead(u16),
 }
 
-/// Sends `GET /` on `stream` (keep-alive) and reads the answer without
-/// panicking on a connection the proxy closed mid-body. A read timeout —
-/// a request that hung — is still a failure.
-/// Also says whether the proxy announced `Connection: close`.
-fn get(stream: &mut std::io::BufReader<TcpStream>) -> (Outcome, bool) {
-    use std::io::BufRead;
-    stream
-        .get_mut()
-        .write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
-        .unwrap();
-    let mut line = String::new();
-    let n = stream.read_line(&mut line).expect("no request hangs");
-    assert!(n > 0, "the proxy answers before it closes");
-    let status: u16 = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?}"));
-    let mut length = 0;
-    let mut closing = false;
-    loop {
-        let mut field = String::new();
-        stream.read_line(&mut field).expect("no request hangs");
-        let field = field.trim_end();
-        if field.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = field.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap();
-        }
-        if let Some((name, value)) = field.split_once(':')
-            && name.eq_ignore_ascii_case("connection")
-        {
-            closing |= value.trim().eq_ignore_ascii_case("close");
-        }
-    }
-    let mut body = vec![0; length];
-    match stream.read_exact(&mut body) {
-        Ok(()) => (Outcome::Status(status), closing),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            (Outcome::CutAfterHead(status), true)
-        }
-        Err(e) => panic!("no request hangs: {e}"),
-    }
-}
-
 #[test]
 fn a_backend_killed_under_load_costs_only_its_own_requests() {
     let mut doomed = ProcessBackend::start();
@@ -211,21 +163,15 @@ fn a_backend_killed_under_load_costs_only_its_own_requests() {
         &[("doomed", 1, doomed.port), ("survivor", 1, survivor.port)],
         &[],
     );
-    let connect = move || {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(support::WAIT)).unwrap();
-        std::io::BufReader::new(stream)
-    };
     let load = std::thread::spawn(move || {
         let mut outcomes = Vec::new();
-        let mut stream = connect();
+        let mut c = Client::new(port);
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
-            let (outcome, closing) = get(&mut stream);
-            outcomes.push(outcome);
-            if closing {
-                stream = connect();
-            }
+            outcomes.push(match c.get_or_cut("/") {
+                Ok(r) => Outcome::Status(r.status),
+                Err(status) => Outcome::CutAfterHead(status),
+            });
         }
         outcomes
     });

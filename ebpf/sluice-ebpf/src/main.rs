@@ -32,12 +32,13 @@
 //! the loader with their [`SPLICED`] entries, each into [`SPLICE`] once
 //! its own direction is drained): the stream verdict redirects every skb
 //! received on one to the other's egress (through [`SOCKS`], which holds
-//! both from the start) and counts it in the socket's entry. The bypass must not feed a spliced socket's ingress
-//! message queue (the verdict never sees it): `sluice_sk_msg` passes a
-//! message through the TCP stack when its peer is spliced (and for good,
-//! [`PASSED`]), and counts the bytes sent on a spliced socket (what the
-//! partner's redirects became), so the loader knows when nothing is left in
-//! flight before it propagates a FIN.
+//! both from the start) and counts it in the socket's entry. The bypass
+//! must not feed a spliced socket's ingress message queue (the verdict
+//! never sees it): `sluice_sk_msg` passes a message through the TCP stack
+//! when its peer is spliced (and for good, [`PASSED`]), and counts the
+//! bytes sent on a spliced socket (what the partner's redirects became), so
+//! the loader knows when nothing is left in flight before it propagates a
+//! FIN.
 //!
 //! Logging goes through aya-log, filtered by `AYA_LOG_LEVEL` (the loader
 //! sets it to warnings) and never per message: warnings are at most one
