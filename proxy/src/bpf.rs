@@ -17,7 +17,7 @@
 //! | --- | --- | --- |
 //! | loopback bypass, backend leg and local clients' leg | sockops on the proxy's cgroup v2, sk_msg on the `SLUICE_SOCKS` SockHash | implemented; client leg opt-in with `--ebpf-local-clients true` |
 //! | splice of tunnelled connections | sk_skb stream verdict on the `SLUICE_SPLICE` SockHash, sk_msg counting | implemented (see "Handover protocol"), on whenever eBPF is active (`--ebpf-splice false` turns it off) |
-//! | splice of response bodies | the same verdict, by stream offsets (`SLUICE_RSP_SEEN`, `SLUICE_RSP_ARM`) | experimental and disabled (a known bug); protocol in [`response`] |
+//! | splice of response bodies | the same verdict, bounded by `SLUICE_BUDGET` | opt-in (`--ebpf-splice-responses`): it pays off on large bodies only; protocol in [`response`] |
 //!
 //! **Loopback bypass.** The sockops program records, by 4-tuple, the
 //! established TCP sockets of sluice's listeners (passive, local port in
@@ -77,10 +77,11 @@
 //! Here [`crate::proto::h1::tunnel`] (after a `101 Switching Protocols`)
 //! hands a connection to the kernel for good: nothing after a `101` is
 //! HTTP, so the proxy has nothing to see until the end. A response body is
-//! handed over for its length only, and the connections come back to the
-//! proxy after it ([`response`] has that protocol); the next request on a
-//! keep-alive client connection is always read, parsed and routed in
-//! userspace, and a response head is always read and filtered there.
+//! handed over for its length only: the client connection comes back to
+//! the proxy after it and the backend connection is closed ([`response`]
+//! has that protocol); the next request on a keep-alive client connection
+//! is always read, parsed and routed in userspace, and a response head is
+//! always read and filtered there.
 //!
 //! *Maps and programs.* `SLUICE_SPLICE`, a SockHash keyed by [`SockKey`],
 //! carries the sk_skb stream verdict `sluice_sk_skb`; `SLUICE_SPLICED` maps
@@ -223,9 +224,7 @@ use aya::maps::{HashMap, MapData, PerCpuArray, SockHash};
 use aya::programs::{CgroupAttachMode, SkMsg, SkSkb, SockOps};
 use aya::{Ebpf, EbpfLoader};
 use route_compiler::table::Table;
-use sluice_ebpf_common::{
-    self as common, Counter, Endpoint, ResponseArm, ResponseSeen, SockKey, SpliceState,
-};
+use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey, SpliceState};
 use tokio_uring::net::TcpStream;
 
 use crate::metrics::{Families, Source};
@@ -233,7 +232,7 @@ use crate::snapshot::Shared;
 
 pub mod response;
 
-pub use response::{BodySplice, UpstreamSplice, prepare_upstream, splice_response};
+pub use response::{BodySplice, splice_response};
 
 /// The kernel programs, built by `build.rs` from `ebpf/sluice-ebpf`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sluice-ebpf.o"));
@@ -374,10 +373,20 @@ fn start_accel(
                 }
                 Err(why) => format!("splice of tunnelled connections inactive ({why})"),
             };
-            let legs = if options.local_clients {
-                "backend leg and local clients' leg"
-            } else {
-                "backend leg only; --ebpf-local-clients true adds the local clients' leg"
+            let legs = match (options.local_clients, options.splice_responses) {
+                (true, false) => "backend leg and local clients' leg",
+                (false, false) => {
+                    "backend leg only; --ebpf-local-clients true adds the local clients' leg"
+                }
+                (true, true) => {
+                    "local clients' leg only: the backend leg gives way to the response splice, \
+                     whose verdict must see the backends' replies"
+                }
+                (false, true) => {
+                    "no leg: the backend leg gives way to the response splice, whose verdict \
+                     must see the backends' replies; --ebpf-local-clients true adds the local \
+                     clients' leg"
+                }
             };
             tracing::info!(
                 "eBPF acceleration (--ebpf {mode}): loopback bypass active ({legs}; sockops on \
@@ -550,6 +559,11 @@ impl Accel {
             .override_global(
                 "SLUICE_SPLICE_ON",
                 &u8::from(splice_wanted(options).is_ok()),
+                true,
+            )
+            .override_global(
+                "SLUICE_BACKEND_REPLIES",
+                &u8::from(!options.splice_responses),
                 true,
             )
             .load(PROGRAMS)
@@ -858,10 +872,9 @@ struct Splicer {
     /// queue.
     upstreams: HashMap<MapData, SockKey, u32>,
     clients: HashMap<MapData, SockKey, u32>,
-    /// `SLUICE_RSP_SEEN` and `SLUICE_RSP_ARM`: the response splice
-    /// ([`response`]).
-    rsp_seen: Mutex<HashMap<MapData, SockKey, ResponseSeen>>,
-    rsp_arm: Mutex<HashMap<MapData, SockKey, ResponseArm>>,
+    /// `SLUICE_BUDGET`: how much the verdict may redirect from a spliced
+    /// response body's upstream socket ([`response`]).
+    budget: Mutex<HashMap<MapData, SockKey, u64>>,
 }
 
 /// The splice in use, if loaded ([`splice`] reads it).
@@ -922,24 +935,18 @@ impl Splicer {
             .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_CLIENTS"))?
             .try_into()
             .map_err(|e| LoadError::from_step("SLUICE_CLIENTS", &e))?;
-        let rsp_seen: HashMap<MapData, SockKey, ResponseSeen> = ebpf
-            .take_map(common::MAP_RESPONSE_SEEN)
-            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_RSP_SEEN"))?
+        let budget: HashMap<MapData, SockKey, u64> = ebpf
+            .take_map(common::MAP_BUDGET)
+            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_BUDGET"))?
             .try_into()
-            .map_err(|e| LoadError::from_step("SLUICE_RSP_SEEN", &e))?;
-        let rsp_arm: HashMap<MapData, SockKey, ResponseArm> = ebpf
-            .take_map(common::MAP_RESPONSE_ARM)
-            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_RSP_ARM"))?
-            .try_into()
-            .map_err(|e| LoadError::from_step("SLUICE_RSP_ARM", &e))?;
+            .map_err(|e| LoadError::from_step("SLUICE_BUDGET", &e))?;
         Ok(Splicer {
             splice: Mutex::new(splice),
             state: Mutex::new(state),
             socks: Mutex::new(socks),
             upstreams,
             clients,
-            rsp_seen: Mutex::new(rsp_seen),
-            rsp_arm: Mutex::new(rsp_arm),
+            budget: Mutex::new(budget),
         })
     }
 
@@ -953,14 +960,43 @@ impl Splicer {
         known(key) || known(&key.peer())
     }
 
-    /// Whether `key` is an upstream socket registered for the response
-    /// splice (in `SLUICE_SPLICE` since it connected).
-    fn response_registered(&self, key: &SockKey) -> bool {
-        self.rsp_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key, 0)
-            .is_ok()
+    /// Steps (a) and (b) of entering (module docs): puts both sockets of
+    /// a pair in `SLUICE_SOCKS` (so that sk_msg counts what the kernel
+    /// sends on them) and writes their `SLUICE_SPLICED` entries, each
+    /// naming the other. `false` (nothing left behind) when the kernel
+    /// refused either.
+    fn register(&self, (ckey, cfd): (SockKey, RawFd), (ukey, ufd): (SockKey, RawFd)) -> bool {
+        {
+            // Sockops put them there already when the bypass covers them;
+            // the kernel then says EBUSY (the socket has an sk_msg
+            // program) or EEXIST.
+            let mut socks = self.socks.lock().unwrap_or_else(PoisonError::into_inner);
+            for (key, fd) in [(ckey, cfd), (ukey, ufd)] {
+                match socks.insert(key, fd, BPF_NOEXIST) {
+                    Ok(()) => {}
+                    Err(e) if matches!(map_errno(&e), Some(libc::EEXIST | libc::EBUSY)) => {}
+                    Err(e) => {
+                        tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot add a socket to SLUICE_SOCKS: {e}");
+                        return false;
+                    }
+                }
+            }
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = |partner| SpliceState {
+            partner,
+            ..SpliceState::default()
+        };
+        if let Err(e) = state
+            .insert(ckey, entry(ukey), 0)
+            .and_then(|()| state.insert(ukey, entry(ckey), 0))
+        {
+            let _ = state.remove(&ckey);
+            let _ = state.remove(&ukey);
+            tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot record a spliced pair: {e}");
+            return false;
+        }
+        true
     }
 
     /// Puts `fd` in `SLUICE_SPLICE`: from now on the verdict moves its
@@ -991,9 +1027,21 @@ impl Splicer {
             let _ = splice.remove(a);
             let _ = splice.remove(b);
         }
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = state.remove(a);
-        let _ = state.remove(b);
+        self.forget_entries(a, b);
+    }
+
+    /// Forgets both sockets' entries (`SLUICE_SPLICED`, `SLUICE_BUDGET`),
+    /// leaving them in `SLUICE_SPLICE`: the verdict passes a socket's bytes
+    /// to its own receive path once its entry is gone.
+    fn forget_entries(&self, a: &SockKey, b: &SockKey) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = state.remove(a);
+            let _ = state.remove(b);
+        }
+        let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = budget.remove(a);
+        let _ = budget.remove(b);
     }
 }
 
@@ -1020,7 +1068,7 @@ impl Source for DataPathMetrics {
             TUNNEL_USERSPACE_BYTES.load(Ordering::Relaxed),
         );
         let (kernel, userspace) = response::body_bytes();
-        let help = "Body bytes of HTTP/1.1 responses with a Content-Length body of at least 64 KiB \
+        let help = "Body bytes of HTTP/1.1 responses with a Content-Length body of at least 256 KiB \
                     past the first read (what the response splice may take), by what moved them.";
         out.counter(
             "sluice_response_body_bytes",
@@ -1361,56 +1409,13 @@ pub async fn splice(
         .ok_or((0, 0))?;
     let (cfd, ufd) = (client.as_raw_fd(), upstream.as_raw_fd());
     let (ckey, ukey) = (sock_key(cfd).ok_or((0, 0))?, sock_key(ufd).ok_or((0, 0))?);
-    // An upstream socket registered for the response splice is in
-    // `SLUICE_SPLICE` already, where the verdict would redirect its bytes
-    // the moment its entry below exists, before what it holds is drained.
-    // It cannot leave `SLUICE_SPLICE` either: on kernel 6.18 a socket taken
-    // out of the verdict's map after the verdict redirected bytes can be
-    // left with data received that `recv` never returns (seen with the
-    // response splice: Recv-Q 3 MB, `EAGAIN`, the backend held by a zero
-    // window). Such a tunnel stays in userspace.
-    if splicer.response_registered(&ukey) {
-        tracing::debug!(target: "sluice::bpf", "eBPF splice: the upstream socket is registered for the response splice; the tunnel stays in userspace");
+    // 1–2. Both in the bypass's SockHash, and their entries: from now on
+    //    the bypass sends nothing to the ingress queue of either socket
+    //    (their peers' messages take the TCP stack, into the receive queue
+    //    the verdict will see).
+    if !splicer.register((ckey, cfd), (ukey, ufd)) {
+        splicer.forget(&ckey, &ukey);
         return Err((0, 0));
-    }
-    {
-        // 1. Both in the bypass's SockHash, so that sk_msg counts what the
-        //    kernel sends on them (sockops put them there already when the
-        //    bypass covers them; the kernel then says EBUSY: the socket
-        //    has an sk_msg program).
-        let mut socks = splicer.socks.lock().unwrap_or_else(PoisonError::into_inner);
-        for (key, fd) in [(ckey, cfd), (ukey, ufd)] {
-            match socks.insert(key, fd, BPF_NOEXIST) {
-                Ok(()) => {}
-                Err(e) if matches!(map_errno(&e), Some(libc::EEXIST | libc::EBUSY)) => {}
-                Err(e) => {
-                    drop(socks);
-                    splicer.forget(&ckey, &ukey);
-                    tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot add a socket to SLUICE_SOCKS: {e}");
-                    return Err((0, 0));
-                }
-            }
-        }
-    }
-    // 2. The entries: from now on the bypass sends nothing to the ingress
-    //    queue of either socket (their peers' messages take the TCP stack,
-    //    into the receive queue the verdict will see).
-    {
-        let mut state = splicer.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = |partner| SpliceState {
-            partner,
-            ..SpliceState::default()
-        };
-        if let Err(e) = state
-            .insert(ckey, entry(ukey), 0)
-            .and_then(|()| state.insert(ukey, entry(ckey), 0))
-        {
-            let _ = state.remove(&ckey);
-            let _ = state.remove(&ukey);
-            tracing::debug!(target: "sluice::bpf", "eBPF splice: cannot record a tunnel: {e}");
-            return Err((0, 0));
-        }
-        drop(state);
     }
     // 3. Per direction: read in userspace until a read comes back short,
     //    write what was read to the other side, then put the source socket

@@ -141,13 +141,6 @@ pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
     pos: usize,
-    /// Bytes received on the socket so far (the stream offset of the next
-    /// byte read, for a backend connection whose bytes the kernel may
-    /// also take: see [`crate::bpf::UpstreamSplice`]).
-    received: u64,
-    /// A backend connection's registration for the response splice
-    /// (`--ebpf-splice-responses`); `None` otherwise.
-    kernel_splice: Option<Box<crate::bpf::UpstreamSplice>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -167,42 +160,17 @@ impl Conn {
             stream,
             buf,
             pos: 0,
-            received: 0,
-            kernel_splice: None,
         }
     }
 
     /// Wraps `stream` whose first bytes were already read into `buf` (they
     /// are the first pending bytes; the capacity of `buf` is the bound).
     pub fn with_pending(stream: TcpStream, buf: Vec<u8>) -> Conn {
-        let received = buf.len() as u64;
         Conn {
             stream,
             buf,
             pos: 0,
-            received,
-            kernel_splice: None,
         }
-    }
-
-    /// Registers this backend connection for the response splice (done
-    /// right after connecting, before its first byte).
-    pub fn set_kernel_splice(&mut self, splice: Option<Box<crate::bpf::UpstreamSplice>>) {
-        self.kernel_splice = splice;
-    }
-
-    /// The connection's response-splice registration and its received
-    /// byte count, for [`crate::bpf::splice_response`].
-    pub fn kernel_splice_mut(&mut self) -> Option<(&mut crate::bpf::UpstreamSplice, u64)> {
-        let received = self.received;
-        self.kernel_splice.as_deref_mut().map(|s| (s, received))
-    }
-
-    /// Counts `n` bytes read from the socket by someone other than this
-    /// `Conn` and consumed by them (the response splice reads the bytes the
-    /// kernel passes back itself).
-    pub fn count_received(&mut self, n: u64) {
-        self.received += n;
     }
 
     /// Moves the pending bytes to a full-size buffer of `pool` if the
@@ -333,9 +301,6 @@ impl Conn {
             self.stream.read(buf.slice(len..cap)).await
         };
         self.buf = slice.into_inner();
-        if let Ok(n) = result {
-            self.received += n as u64;
-        }
         result
     }
 

@@ -68,10 +68,11 @@ struct Args {
     /// userspace.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     ebpf_splice: bool,
-    /// Experimental and disabled: splice HTTP/1.1 response bodies of 64 KiB
-    /// or more in the kernel. It can reorder or stall a body's bytes when
-    /// the CPU is contended (docs/status.md), so sluice refuses it unless
-    /// SLUICE_UNSAFE_RESPONSE_SPLICE=1 is set, for investigating it only.
+    /// Splice HTTP/1.1 response bodies that no filter touches, of 256 KiB
+    /// or more, in the kernel (sk_skb): the body's bytes never enter
+    /// userspace, and its backend connection is closed after it instead of
+    /// pooled. Opt-in: it pays off on large bodies only
+    /// (docs/benchmarks.md, eBPF).
     #[arg(long)]
     ebpf_splice_responses: bool,
     /// Bypass the client leg too, for clients on 127.0.0.0/8 in sluice's
@@ -80,10 +81,6 @@ struct Args {
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     ebpf_local_clients: bool,
 }
-
-/// The environment variable that lets `--ebpf-splice-responses` run
-/// despite its known bug (for investigating it).
-const UNSAFE_RESPONSE_SPLICE: &str = "SLUICE_UNSAFE_RESPONSE_SPLICE";
 
 /// What the control loop reacts to.
 #[derive(Debug)]
@@ -179,17 +176,6 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
         config.workers = workers.max(1);
     }
 
-    if args.ebpf_splice_responses
-        && std::env::var_os(UNSAFE_RESPONSE_SPLICE).is_none_or(|v| v != "1")
-    {
-        return Err(format!(
-            "--ebpf-splice-responses is disabled: the experimental response splice was \
-             seen to reorder or stall a response body's bytes when the CPU is contended \
-             (docs/status.md, eBPF). Drop the flag (responses are then copied in \
-             userspace, tunnels are still spliced); set {UNSAFE_RESPONSE_SPLICE}=1 only to \
-             investigate it."
-        ));
-    }
     let shared = Arc::new(Shared::new(Arc::new(table)));
     // Before the workers start, so their first connections are seen; the
     // guard detaches and unpins when `run` returns.

@@ -44,15 +44,13 @@ pub const MAP_SPLICE: &str = "SLUICE_SPLICE";
 /// by the loader before the socket enters [`MAP_SPLICE`]; the programs only
 /// add to its counters.
 pub const MAP_SPLICED: &str = "SLUICE_SPLICED";
-/// Hash map: an upstream socket ready for the response splice
-/// ([`SockKey`]) → its [`ResponseSeen`]. Created (zeroed) by the loader
-/// before the socket's first byte arrives, then written by the stream
-/// verdict only.
-pub const MAP_RESPONSE_SEEN: &str = "SLUICE_RSP_SEEN";
-/// Hash map: an upstream socket whose response body the verdict should
-/// redirect ([`SockKey`]) → its [`ResponseArm`]. Written by the loader
-/// only (whole values), read by the verdict.
-pub const MAP_RESPONSE_ARM: &str = "SLUICE_RSP_ARM";
+/// Hash map: a spliced socket ([`SockKey`]) → the most bytes the stream
+/// verdict may redirect from it (`u64`, counted like
+/// [`SpliceState::redirected_bytes`]). Written by the loader only, before
+/// the socket enters [`MAP_SPLICE`]; a spliced socket without an entry (a
+/// tunnel's) has no bound. The response splice sets it to the body's
+/// length, so that no byte past the body leaves the proxy's sight.
+pub const MAP_BUDGET: &str = "SLUICE_BUDGET";
 
 /// Entries of [`MAP_SOCKS`] (two per bypassed connection).
 pub const SOCKS_MAX_ENTRIES: u32 = 65_536;
@@ -62,13 +60,10 @@ pub const LISTEN_MAX_ENTRIES: u32 = 1_024;
 pub const BACKENDS_MAX_ENTRIES: u32 = 4_096;
 /// Entries of [`MAP_PASSED`].
 pub const PASSED_MAX_ENTRIES: u32 = 16_384;
-/// Entries of [`MAP_SPLICE`] (two per spliced tunnel, one per upstream
-/// connection ready for the response splice) and [`MAP_SPLICED`] (two per
-/// spliced tunnel).
+/// Entries of [`MAP_SPLICE`] (two per spliced tunnel, one per spliced
+/// response body), [`MAP_SPLICED`] (two per spliced tunnel or response
+/// body) and [`MAP_BUDGET`] (one per spliced response body).
 pub const SPLICE_MAX_ENTRIES: u32 = 16_384;
-/// Entries of [`MAP_RESPONSE_SEEN`] and [`MAP_RESPONSE_ARM`] (one per
-/// upstream connection ready for the response splice).
-pub const RESPONSE_MAX_ENTRIES: u32 = 16_384;
 
 // === program names ===
 
@@ -187,90 +182,12 @@ pub struct SpliceState {
     /// actually written them): `sent_bytes` of one socket reaching
     /// `redirected_bytes` of its partner means nothing is left in flight.
     pub sent_bytes: u64,
-}
-
-/// What the stream verdict did with an upstream socket's bytes, in the
-/// socket's byte stream since it entered the splice map (before its first
-/// byte): offsets, so that the loader and the verdict can agree on where a
-/// response body starts and ends without stopping the backend.
-///
-/// Written by the verdict only (it runs for one socket at a time, under
-/// that socket's lock); the loader creates the entry zeroed and reads it.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ResponseSeen {
-    /// Bytes the verdict has seen: the offset of the next byte to arrive.
-    pub seen: u64,
-    /// End offset of the last skb redirected (0 before the first): the next
-    /// skb may follow it to the partner only if it starts exactly here.
-    pub redirect_end: u64,
-    /// Bytes redirected to partners' egress, in total.
-    pub redirected_bytes: u64,
-    /// Bytes passed to the socket's own receive path (read by the proxy).
+    /// Bytes the stream verdict passed to this socket's own receive path
+    /// (userspace reads them) instead of redirecting them: over its
+    /// budget ([`MAP_BUDGET`]), or the partner gone. Once it is not zero
+    /// the verdict passes every later byte too, so that nothing
+    /// redirected can overtake what the proxy has to copy.
     pub passed_bytes: u64,
-}
-
-/// The loader's request for one response body: redirect the bytes at
-/// offsets `arm_at..end` of the upstream socket's stream to `partner`'s
-/// egress, in order, and nothing else.
-///
-/// The verdict redirects an skb `[at, at + len)` only when `arm_at <= at`,
-/// `at + len < end` (the skb with the body's last byte goes to the proxy,
-/// which is how it learns the body is through), and either `at == arm_at` (every byte before it has
-/// been read and forwarded by the proxy) or `at == redirect_end` (the skb
-/// before it was redirected). Once an skb is passed instead, every later
-/// one is passed too until the loader arms again, so the proxy always
-/// knows where the bytes it reads belong.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ResponseArm {
-    /// The client socket the body goes to.
-    pub partner: SockKey,
-    /// Offset of the first byte the kernel may redirect.
-    pub arm_at: u64,
-    /// Offset just past the body's last byte.
-    pub end: u64,
-    /// [`ResponseArm::seal_of`] the fields above: the verdict ignores a
-    /// value whose seal does not match (a value read while the loader
-    /// replaced it), so a torn read can only make it pass bytes to the
-    /// proxy, never send them to a wrong client or offset.
-    pub seal: u64,
-}
-
-impl ResponseArm {
-    /// An armed value, sealed.
-    pub const fn new(partner: SockKey, arm_at: u64, end: u64) -> ResponseArm {
-        let mut arm = ResponseArm {
-            partner,
-            arm_at,
-            end,
-            seal: 0,
-        };
-        arm.seal = arm.seal_of();
-        arm
-    }
-
-    /// A mix of every other field (not cryptographic: it only has to tell
-    /// a consistent value from a torn one).
-    pub const fn seal_of(&self) -> u64 {
-        let p = &self.partner;
-        let ips = ((p.local_ip4 as u64) << 32) | p.remote_ip4 as u64;
-        let ports = ((p.local_port as u64) << 32) | p.remote_port as u64;
-        (ips ^ 0x9e37_79b9_7f4a_7c15)
-            .wrapping_mul(0xbf58_476d_1ce4_e5b9)
-            .rotate_left(17)
-            ^ ports.wrapping_mul(0x94d0_49bb_1331_11eb)
-            ^ self
-                .arm_at
-                .rotate_left(29)
-                .wrapping_mul(0xff51_afd7_ed55_8ccd)
-            ^ self.end.wrapping_mul(0xc4ce_b9fe_1a85_ec53)
-    }
-
-    /// Whether the seal matches.
-    pub const fn is_sealed(&self) -> bool {
-        self.seal == self.seal_of()
-    }
 }
 
 /// A remote port as the kernel hands it to a program (network order in the
@@ -358,14 +275,6 @@ mod user {
     // padding; every bit pattern is valid.
     #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
     unsafe impl aya::Pod for super::SpliceState {}
-    // SAFETY: `#[repr(C)]`, only `u64` fields: no padding; every bit
-    // pattern is valid.
-    #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
-    unsafe impl aya::Pod for super::ResponseSeen {}
-    // SAFETY: `#[repr(C)]`, a `SockKey` (16 bytes) then `u64`s: no
-    // padding; every bit pattern is valid.
-    #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
-    unsafe impl aya::Pod for super::ResponseArm {}
 }
 
 #[cfg(test)]
@@ -388,29 +297,7 @@ mod tests {
 
     #[test]
     fn splice_state_has_no_padding() {
-        assert_eq!(core::mem::size_of::<SpliceState>(), 16 + 3 * 8);
-        assert_eq!(core::mem::size_of::<ResponseSeen>(), 4 * 8);
-        assert_eq!(core::mem::size_of::<ResponseArm>(), 16 + 3 * 8);
-    }
-
-    #[test]
-    fn response_arm_seal() {
-        let k = SockKey {
-            local_ip4: 1,
-            remote_ip4: 2,
-            local_port: 3,
-            remote_port: 4,
-        };
-        let arm = ResponseArm::new(k, 100, 200);
-        assert!(arm.is_sealed());
-        let mut torn = arm;
-        torn.end = 300;
-        assert!(!torn.is_sealed());
-        let mut torn = arm;
-        torn.partner.local_port = 5;
-        assert!(!torn.is_sealed());
-        // An all-zero value (a disarmed or missing entry) is never armed.
-        assert!(!ResponseArm::default().is_sealed());
+        assert_eq!(core::mem::size_of::<SpliceState>(), 16 + 4 * 8);
     }
 
     #[test]

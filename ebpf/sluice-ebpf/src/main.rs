@@ -4,7 +4,7 @@
 //! | --- | --- | --- | --- |
 //! | `sluice_sockops` | sockops | a cgroup v2 | records sluice's established TCP sockets in [`SOCKS`] |
 //! | `sluice_sk_msg` | sk_msg | [`SOCKS`] | loopback bypass: a message goes straight to the peer socket's ingress |
-//! | `sluice_sk_skb` | sk_skb stream verdict | [`SPLICE`] | splice: an skb received on a spliced socket goes to its partner's egress; on an upstream socket registered for the response splice, only the skbs of an armed body do ([`RSP_ARM`]) |
+//! | `sluice_sk_skb` | sk_skb stream verdict | [`SPLICE`] | splice: an skb received on a spliced socket goes to its partner's egress, within the socket's budget ([`BUDGET`]: a response body's length) |
 //!
 //! Which sockets are recorded (nothing else is ever touched):
 //!
@@ -28,17 +28,22 @@
 //! [`PASSED`] and never switches to the bypass, so nothing redirected can
 //! overtake bytes still in flight through the stack.
 //!
-//! The splice (a tunnel's client socket and upstream socket, inserted by
-//! the loader with their [`SPLICED`] entries, each into [`SPLICE`] once
-//! its own direction is drained): the stream verdict redirects every skb
-//! received on one to the other's egress (through [`SOCKS`], which holds
-//! both from the start) and counts it in the socket's entry. The bypass
+//! The splice (a tunnel's client socket and upstream socket, or a
+//! response's upstream socket alone, inserted by the loader with their
+//! [`SPLICED`] entries, each into [`SPLICE`] once its own direction is
+//! drained): the stream verdict redirects every skb received on one to the
+//! other's egress (through [`SOCKS`], which holds both from the start) and
+//! counts it in the socket's entry — as long as the bytes redirected stay
+//! within the socket's [`BUDGET`] (a response body's length; tunnels have
+//! none). An skb over the budget, or one whose partner is gone, is passed
+//! to the socket's own receive path, and so is every later one
+//! ([`SpliceState::passed_bytes`]): the proxy copies what it must of
+//! them, after the kernel has written what it redirected. The bypass
 //! must not feed a spliced socket's ingress message queue (the verdict
 //! never sees it): `sluice_sk_msg` passes a message through the TCP stack
 //! when its peer is spliced (and for good, [`PASSED`]), and counts the
 //! bytes sent on a spliced socket (what the partner's redirects became), so
-//! the loader knows when nothing is left in flight before it propagates a
-//! FIN.
+//! the loader knows when nothing is left in flight.
 //!
 //! Logging goes through aya-log, filtered by `AYA_LOG_LEVEL` (the loader
 //! sets it to warnings) and never per message: warnings are at most one
@@ -56,9 +61,7 @@ use aya_ebpf::macros::{map, sk_msg, sock_ops, stream_verdict};
 use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray, SockHash};
 use aya_ebpf::programs::{SkBuffContext, SkMsgContext, SockOpsContext};
 use aya_log_ebpf::{debug, warn};
-use sluice_ebpf_common::{
-    self as common, Counter, Endpoint, ResponseArm, ResponseSeen, SockKey, SpliceState,
-};
+use sluice_ebpf_common::{self as common, Counter, Endpoint, SockKey, SpliceState};
 
 const AF_INET: u32 = 2;
 
@@ -67,6 +70,15 @@ const AF_INET: u32 = 2;
 #[unsafe(no_mangle)]
 static SLUICE_LOCAL_CLIENTS: Global<u8> = Global::new(1);
 use SLUICE_LOCAL_CLIENTS as LOCAL_CLIENTS;
+
+/// Whether the backend's end of sluice's upstream connections is recorded,
+/// so that the backend's replies bypass the stack too (the loader sets it
+/// to 0 with `--ebpf-splice-responses`: a reply redirected into the
+/// upstream socket's ingress queue, which the stream verdict never sees,
+/// could not be spliced).
+#[unsafe(no_mangle)]
+static SLUICE_BACKEND_REPLIES: Global<u8> = Global::new(1);
+use SLUICE_BACKEND_REPLIES as BACKEND_REPLIES;
 
 /// Whether the splice may be used (the loader sets it to 0 without
 /// `--ebpf-splice`): then no socket is ever in [`SPLICED`], and sk_msg
@@ -111,16 +123,11 @@ static SPLICE: SockHash<SockKey> = SockHash::with_max_entries(common::SPLICE_MAX
 #[map(name = "SLUICE_SPLICED")]
 static SPLICED: HashMap<SockKey, SpliceState> =
     HashMap::with_max_entries(common::SPLICE_MAX_ENTRIES, 0);
-/// Upstream sockets ready for the response splice → what the verdict did
-/// with their bytes (created by the loader, then written here only).
-#[map(name = "SLUICE_RSP_SEEN")]
-static RSP_SEEN: HashMap<SockKey, ResponseSeen> =
-    HashMap::with_max_entries(common::RESPONSE_MAX_ENTRIES, 0);
-/// Upstream sockets whose response body is to be redirected → where to and
-/// which offsets (written by the loader only).
-#[map(name = "SLUICE_RSP_ARM")]
-static RSP_ARM: HashMap<SockKey, ResponseArm> =
-    HashMap::with_max_entries(common::RESPONSE_MAX_ENTRIES, 0);
+/// A spliced socket → the most bytes the verdict may redirect from it
+/// (written by the loader before the socket enters `SPLICE`; no entry: no
+/// bound).
+#[map(name = "SLUICE_BUDGET")]
+static BUDGET: HashMap<SockKey, u64> = HashMap::with_max_entries(common::SPLICE_MAX_ENTRIES, 0);
 /// Per CPU: when a warning was last logged (rate limit).
 #[map(name = "SLUICE_LOG_AT")]
 static LOG_AT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
@@ -135,8 +142,7 @@ const _: () = assert!(common::str_eq(common::MAP_SPLICE, "SLUICE_SPLICE"));
 const _: () = assert!(common::str_eq(common::MAP_UPSTREAMS, "SLUICE_UPSTREAMS"));
 const _: () = assert!(common::str_eq(common::MAP_SPLICED, "SLUICE_SPLICED"));
 const _: () = assert!(common::str_eq(common::MAP_CLIENTS, "SLUICE_CLIENTS"));
-const _: () = assert!(common::str_eq(common::MAP_RESPONSE_SEEN, "SLUICE_RSP_SEEN"));
-const _: () = assert!(common::str_eq(common::MAP_RESPONSE_ARM, "SLUICE_RSP_ARM"));
+const _: () = assert!(common::str_eq(common::MAP_BUDGET, "SLUICE_BUDGET"));
 
 /// Adds `n` to a counter of a [`SpliceState`]. Not atomic, and need not
 /// be: each field has one writer at a time, the program running for that
@@ -223,7 +229,10 @@ fn try_sluice_sockops(ctx: &SockOpsContext) -> Result<(), ()> {
         }
     } else if LISTEN.get_ptr(key.local_port).is_some() {
         Counter::SockopsPassive
-    } else if BACKENDS.get_ptr(key.local()).is_some() && UPSTREAMS.get_ptr(key.peer()).is_some() {
+    } else if BACKEND_REPLIES.load() != 0
+        && BACKENDS.get_ptr(key.local()).is_some()
+        && UPSTREAMS.get_ptr(key.peer()).is_some()
+    {
         // The backend's end of one of sluice's upstream connections.
         Counter::SockopsBackend
     } else {
@@ -291,14 +300,14 @@ fn try_sluice_sk_msg(ctx: &SkMsgContext) -> Result<u32, u32> {
     }
     if spliced.is_some()
         || (splice_on
-            && (SPLICED.get_ptr(key.peer()).is_some() || RSP_SEEN.get_ptr(key.peer()).is_some()))
+            && SPLICED.get_ptr(key.peer()).is_some())
     {
         // A spliced socket sends through the stack: the kernel writes its
         // partner's bytes from a work queue with MSG_DONTWAIT, and a
         // redirect to a peer's ingress that finds no room fails for good
         // (the bytes are dropped), where the TCP stack says "again".
-        // The peer is spliced (a tunnel, or an upstream socket ready for
-        // the response splice): its stream verdict only sees its TCP
+        // The peer is spliced (a tunnel, or an upstream socket whose
+        // response body is): its stream verdict only sees its TCP
         // receive queue, never its ingress message queue. Either way, through the
         // stack, now and for good (bytes already redirected to the peer's
         // ingress are read before its receive queue, so order holds).
@@ -343,13 +352,6 @@ pub fn sluice_sk_skb(ctx: SkBuffContext) -> u32 {
         local_port: skb.local_port(),
         remote_port: common::remote_port(skb.remote_port()),
     };
-    // A tunnel's entry wins over the response splice's (an upgraded
-    // connection's upstream socket was registered for responses first).
-    if SPLICED.get_ptr(key).is_none()
-        && let Some(seen) = RSP_SEEN.get_ptr_mut(key)
-    {
-        return response_verdict(&ctx, &key, seen, len);
-    }
     if len == 0 {
         // The FIN's empty skb (the receive path hands it over too). Never
         // redirect it: the partner's work queue takes a 0-byte send for a
@@ -358,70 +360,46 @@ pub fn sluice_sk_skb(ctx: SkBuffContext) -> u32 {
         return sk_action::SK_DROP;
     }
     if let Some(state) = SPLICED.get_ptr_mut(key) {
-        // SAFETY: a map value, valid for this run.
-        let mut partner = unsafe { (*state).partner };
-        // Through `SOCKS`, where the partner always is: a socket enters
-        // `SPLICE` when its own direction is ready, which may be before
-        // its partner's.
-        let verdict = SOCKS.redirect_skb(&ctx, &mut partner, 0);
-        if verdict == i64::from(sk_action::SK_PASS) {
-            // SAFETY: as above.
-            unsafe {
-                add(&raw mut (*state).redirected_bytes, len);
-                add(&raw mut (*state).redirected_msgs, 1);
-            }
-            count(Counter::SkSkbRedirectedMsgs, 1);
-            count(Counter::SkSkbRedirectedBytes, len);
-            return sk_action::SK_PASS;
-        }
-    }
-    // No partner (any more): the bytes stay on this socket, where the
-    // loader reads them in userspace.
-    count(Counter::SkSkbPassedMsgs, 1);
-    count(Counter::SkSkbPassedBytes, len);
-    sk_action::SK_PASS
-}
-
-/// The verdict for an upstream socket ready for the response splice: an
-/// skb goes to the armed client socket's egress when it lies inside the
-/// armed body and follows, without a gap, what the proxy has forwarded or
-/// the previous redirect (the rule is on [`ResponseArm`]); everything else,
-/// the FIN included, goes to the proxy as usual.
-#[inline(always)]
-fn response_verdict(ctx: &SkBuffContext, key: &SockKey, seen: *mut ResponseSeen, len: u64) -> u32 {
-    // SAFETY: a map value, valid for this run; only this program writes
-    // it, for one socket at a time (under the socket's lock).
-    let (at, redirect_end) = unsafe { ((*seen).seen, (*seen).redirect_end) };
-    // SAFETY: as above.
-    unsafe { add(&raw mut (*seen).seen, len) };
-    if len > 0 {
-        if let Some(arm) = RSP_ARM.get_ptr(*key) {
-            // SAFETY: a map value, valid for this run; copied, then checked
-            // whole (the loader may be replacing it).
-            let arm = unsafe { *arm };
-            let end = at.wrapping_add(len);
-            if arm.is_sealed()
-                && arm.arm_at <= at
-                && end < arm.end
-                && (at == arm.arm_at || at == redirect_end)
-            {
-                let mut partner = arm.partner;
-                let verdict = SOCKS.redirect_skb(ctx, &mut partner, 0);
-                if verdict == i64::from(sk_action::SK_PASS) {
-                    // SAFETY: as above.
-                    unsafe {
-                        (*seen).redirect_end = end;
-                        add(&raw mut (*seen).redirected_bytes, len);
-                    }
-                    count(Counter::SkSkbRedirectedMsgs, 1);
-                    count(Counter::SkSkbRedirectedBytes, len);
-                    return sk_action::SK_PASS;
+        // SAFETY: a map value, valid for this run; only this program
+        // writes `redirected_*` and `passed_bytes`, for one socket at a
+        // time (under the socket's lock).
+        let (mut partner, redirected, passed) = unsafe {
+            (
+                (*state).partner,
+                (*state).redirected_bytes,
+                (*state).passed_bytes,
+            )
+        };
+        // Once anything was passed, everything is: the proxy copies those
+        // bytes in order, and nothing redirected may overtake them.
+        let redirect = passed == 0
+            && match BUDGET.get_ptr(key) {
+                // SAFETY: a map value, valid for this run, written before
+                // the socket entered `SPLICE` and never after.
+                Some(budget) => redirected.wrapping_add(len) <= unsafe { *budget },
+                None => true,
+            };
+        if redirect {
+            // Through `SOCKS`, where the partner always is: a socket
+            // enters `SPLICE` when its own direction is ready, which may
+            // be before its partner's.
+            let verdict = SOCKS.redirect_skb(&ctx, &mut partner, 0);
+            if verdict == i64::from(sk_action::SK_PASS) {
+                // SAFETY: as above.
+                unsafe {
+                    add(&raw mut (*state).redirected_bytes, len);
+                    add(&raw mut (*state).redirected_msgs, 1);
                 }
+                count(Counter::SkSkbRedirectedMsgs, 1);
+                count(Counter::SkSkbRedirectedBytes, len);
+                return sk_action::SK_PASS;
             }
         }
+        // SAFETY: as above.
+        unsafe { add(&raw mut (*state).passed_bytes, len) };
     }
-    // SAFETY: as above.
-    unsafe { add(&raw mut (*seen).passed_bytes, len) };
+    // Over the budget, no partner (any more), or passing already: the
+    // bytes stay on this socket, where the loader reads them in userspace.
     count(Counter::SkSkbPassedMsgs, 1);
     count(Counter::SkSkbPassedBytes, len);
     sk_action::SK_PASS

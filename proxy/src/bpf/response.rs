@@ -1,138 +1,141 @@
 //! The response splice: the body of an HTTP/1.1 response that no filter
 //! touches goes from the backend connection to the client connection in
-//! the kernel (sk_skb stream verdict), never through userspace.
+//! the kernel (sk_skb stream verdict), never through userspace
+//! (`--ebpf-splice-responses`).
 //!
-//! # Why offsets
+//! # The backend connection is given up
 //!
-//! A response body starts right after a head the proxy must read and
-//! parse, on a connection whose next response the proxy must read again.
-//! So the kernel has to take exactly the body's bytes — no earlier byte
-//! (the proxy has it), no later one (the next head) — and the proxy has to
-//! learn where the kernel stopped, without stopping the backend. Both
-//! sides count the upstream socket's byte stream from its first byte:
+//! A body starts right after a head the proxy must read and parse, and the
+//! client connection's next response must be written by the proxy again.
+//! The kernel therefore has to take exactly the body's bytes — none of the
+//! head, none after the body — and hand the client connection back once
+//! it has written them.
 //!
-//! * [`prepare_upstream`] puts a new backend connection in `SLUICE_SPLICE`
-//!   with a zeroed `SLUICE_RSP_SEEN` entry right after it connects, before
-//!   the request that makes the backend speak; from then on the stream
-//!   verdict sees every byte and keeps the offset of the next one
-//!   ([`ResponseSeen::seen`]). With nothing armed it passes every skb to
-//!   the socket's own receive path, where the proxy reads as usual (its
-//!   [`Conn`] counts what it reads).
-//! * The proxy's offset of the next unread byte is what its `Conn` read
-//!   plus what the kernel took in earlier responses
-//!   ([`UpstreamSplice::kernel_bytes`]).
+//! The upstream socket U is the one the verdict reads from, so it enters
+//! the verdict's map `SLUICE_SPLICE`. It never leaves it: on kernel 6.18 a
+//! socket taken out of that map after the verdict redirected bytes can keep
+//! received data that `recv` never returns (docs/benchmarks.md, fifth
+//! session). So the body's backend connection is closed after the body
+//! instead of going back to the pool: one new backend connection per
+//! spliced body, which is why only bodies of at least
+//! [`RESPONSE_SPLICE_MIN`] are taken. The client socket C is only the
+//! target of redirects and never enters `SLUICE_SPLICE`: it stays the
+//! proxy's.
 //!
 //! # Handover protocol
 //!
-//! 1. *Entering* ([`splice_response`]), after the head and the body bytes
-//!    already read were written to the client: nothing of the body is in
-//!    userspace; its unread part is the stream's `[a, end)`. The proxy
-//!    notes how many bytes the client socket has taken so far (`TCP_INFO`'s
-//!    bytes acked plus `SIOCOUTQ`: every byte ever queued on it, [`queued`])
-//!    and writes `SLUICE_RSP_ARM` = (client socket, `a`, `end`).
-//! 2. *Staying*: the verdict redirects an skb `[at, at + len)` to the client
-//!    socket's egress only if it lies in the body, ends before `end`, and
-//!    starts at `a` or where the previous redirect ended (the rule on
-//!    [`ResponseArm`]). The skb holding the body's last byte is never
-//!    redirected, nor is one that arrives after a passed one: those go to
-//!    the proxy, so it is woken when the body ends, and whenever the kernel
-//!    stopped early (an skb already queued when the body was armed, or a
-//!    redirect the kernel refused). The proxy waits on an epoll set of its
-//!    own: the upstream socket readable, or the client socket failed.
-//! 3. *Taking back*: when the upstream socket has bytes, the kernel has
-//!    redirected `[a, r)` (`r` = `redirect_end`, or `a` if nothing) and
-//!    passed everything from `r` on. The proxy first waits until the
-//!    client socket has queued every redirected byte (the kernel writes
-//!    them from a work queue; [`queued`] reaching the count), then *peeks*
-//!    the passed bytes, writes them to the client itself, arms the rest
-//!    from the offset after them, and only then consumes them: consuming is
-//!    what reopens the backend's window, so the next bytes find the verdict
-//!    armed at exactly their offset (a backend held by its window has
-//!    nothing in flight). No byte overtakes another. If the body is
-//!    complete, the entry is removed and the connection is the proxy's
-//!    again (back to the pool); after [`MAX_REARMS`] rounds, or with less
-//!    than [`RESPONSE_SPLICE_MIN`] left, the rest is copied in userspace.
-//! 4. *A slow client*: the kernel gives a redirect no back-pressure from the
-//!    client socket (the verdict takes the bytes off the backend socket at
-//!    once, so the backend's window stays open). The proxy checks, at an
-//!    interval fitted to the rate, how many redirected bytes are not yet
-//!    on the client socket; past [`MAX_KERNEL_BACKLOG`] it disarms, the
-//!    verdict passes what comes, the backend socket's window fills and
-//!    holds the backend, and step 3 resumes once the client caught up.
-//! 5. *Failures*: the backend closing before the end, or the client socket
-//!    failing, ends both connections, as in the userspace copy. A body that
-//!    makes no progress for [`STALL_TIMEOUT`] does too.
+//! 1. *Entering* ([`splice_response`], after the head and the body bytes
+//!    already read were written to C; nothing of the body is buffered and
+//!    `rest` bytes of it are unread):
+//!    - (a) `rest` reserved against [`MAX_KERNEL_BYTES`] (see "A slow
+//!      client"); none left: the body is copied in userspace;
+//!    - (b) C and U in `SLUICE_SOCKS` with their `SLUICE_SPLICED` entries,
+//!      as for a tunnel: from now on the bypass feeds neither socket's
+//!      ingress queue, and sk_msg counts what is sent on C (`sent_bytes`:
+//!      the proxy's writes from here on and the kernel's redirected bytes,
+//!      once the kernel has actually written them);
+//!    - (c) U drained as a tunnel's direction is (`super::Direction`):
+//!      non-blocking reads sized by `FIONREAD` plus 256 KiB, never past
+//!      the body's end, each written to C, until a read comes back short
+//!      (no skb is left half read). A body that ends while draining was
+//!      copied whole: U never entered, its entries go, and the connection
+//!      goes back to the pool as usual;
+//!    - (d) `SLUICE_BUDGET[U]` = what is left of the body (`left`), then U
+//!      into `SLUICE_SPLICE`, kicked (`SO_RCVLOWAT` runs its data-ready
+//!      callback, so bytes that arrived since the short read go through the
+//!      verdict now, in order).
+//! 2. *Staying*: the verdict redirects each skb of U to C's egress while
+//!    the bytes redirected stay within `left`. The proxy waits on an epoll
+//!    set (U readable: the verdict passed bytes, or the backend closed; C
+//!    failed), with a timeout fitted to the rate at which the body moves.
+//! 3. *Leaving*: once `left` bytes are redirected and C's `sent_bytes`
+//!    has reached them (the kernel writes redirected bytes from a work
+//!    queue, so the proxy waits for them to be on C before it writes
+//!    anything else there), the entries go, the reservation is released,
+//!    and the caller closes U ([`BodySplice::Done`]). An skb that reaches
+//!    past the body (bytes the backend sent without a request) is passed
+//!    instead, and every later one too: the proxy waits until C has every
+//!    redirected byte, copies from U what belongs to the body, and ends
+//!    the same way.
+//! 4. *Failures*: the backend closing before the end, or C failing, ends
+//!    both connections, as in the userspace copy; so does a body whose bytes
+//!    make no progress for [`STALL_TIMEOUT`].
 //!
-//! # Known bug: disabled
+//! # A slow client
 //!
-//! With both CPUs loaded (a busy loop on each), 3 of 10 runs of
-//! `on_splices_64mib_responses_in_the_kernel` delivered a body's bytes out
-//! of order or stalled it (quiet runs pass; the cause is not found). So
-//! `--ebpf-splice-responses` is refused unless
-//! `SLUICE_UNSAFE_RESPONSE_SPLICE=1` is set, for investigating it, and the
-//! test is ignored. A redesign that enters `SLUICE_SPLICE` only when a
-//! body is armed (as tunnels now do) meets a kernel 6.18 behaviour: a
-//! socket taken out of the verdict's map after the verdict redirected
-//! bytes can keep received data that `recv` never returns
-//! (docs/benchmarks.md, fifth session).
+//! The kernel gives a redirect no back-pressure from C: the verdict takes
+//! each skb off U at once (U's receive window stays open), and what C
+//! cannot take yet waits in C's socket map queue. So a slow client makes
+//! the kernel hold up to the rest of its body, as nginx buffers a response
+//! for a slow client (to disk, by default up to 1 GB). Bounding it per body
+//! would need the verdict to hold bytes back, and it cannot: it can only
+//! redirect, drop or pass them, and passing them (so that U's window
+//! closes) and taking the passed bytes back was tried — under load the
+//! proxy chased the passed bytes for good, and on kernel 6.18 passed bytes
+//! could stay queued where `recv` never returned them. So the bound is
+//! global: at most [`MAX_KERNEL_BYTES`] of bodies are in the kernel's hands
+//! at once (bodies beyond it are copied in userspace, with back-pressure),
+//! and a client that takes nothing for [`STALL_TIMEOUT`] loses its
+//! connection, which frees what the kernel held for it.
+//!
+//! Not taken: a client connection whose local client's leg is bypassed by
+//! sk_msg (the kernel's writes on C would be redirected again, into a
+//! socket whose queue may be full), a body below [`RESPONSE_SPLICE_MIN`],
+//! or sockets that are not IPv4. With `--ebpf-splice-responses` the
+//! backend's end of sluice's upstream connections is not recorded by
+//! sockops (`SLUICE_BACKEND_REPLIES`): a reply redirected by sk_msg into U's
+//! ingress queue would never reach the verdict (a backend writing a whole
+//! body at once put all of it there before the head was parsed).
 //!
 //! # Does it pay off?
 //!
-//! Not on the kernel measured (6.18, docs/benchmarks.md): a local backend
-//! sends most of a 1 MiB body before the head has been parsed (1.22× the
-//! CPU per GB of the userspace copy); a 64 MiB body is mostly redirected
-//! and costs the proxy's core 0.56–0.86× per GB, but is delivered at 0.6×
-//! the rate. So it is opt-in (`--ebpf-splice-responses`) and marked
-//! experimental.
-//!
-//! Not taken: a client connection whose local client's leg is bypassed by
-//! sk_msg (the kernel's writes on it would be redirected again, into a
-//! socket whose queue may be full), a body below
-//! [`RESPONSE_SPLICE_MIN`], or a registration found inconsistent once.
+//! See docs/benchmarks.md: the splice is opt-in because it gives up the
+//! backend connection and the backend leg's bypass, and because how much it
+//! saves depends on how much of the body the backend has queued before the
+//! head is parsed (that part is copied while draining).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use sluice_ebpf_common::{ResponseArm, ResponseSeen, SockKey};
+use sluice_ebpf_common::{SockKey, SpliceState};
 use tokio_uring::net::TcpStream;
 
-use super::{EpollSet, SPLICER, Splicer, recv_upto, sock_key};
+use super::{
+    EpollSet, SPLICE_DRAIN_READ, SPLICE_DRAIN_READ_MAX, SPLICE_SETTLE, SPLICER, Splicer, kick,
+    receive_queued, recv_upto, sock_key,
+};
 use crate::io::Conn;
 
-/// Smallest body (after what the first read brought) given to the kernel:
-/// below it a userspace copy is one or two reads and writes, cheaper than
-/// arming and the wake-up.
-pub const RESPONSE_SPLICE_MIN: u64 = 64 * 1024;
+/// Smallest body (after what came with the head) given to the kernel:
+/// below it the new backend connection the splice costs, and the wake-ups,
+/// are more than the copy they save.
+pub const RESPONSE_SPLICE_MIN: u64 = 256 * 1024;
 
-/// How often a body that stopped early is armed again before the rest is
-/// copied in userspace.
-pub const MAX_REARMS: u32 = 64;
+/// Most body bytes handed to the kernel at once, over all spliced bodies
+/// (what the kernel may have to hold for slow clients).
+pub const MAX_KERNEL_BYTES: u64 = 256 << 20;
 
-/// A body whose offsets do not move for this long fails (a stalled backend
-/// or client; the userspace copy has no shorter bound either).
+/// Body bytes handed to the kernel and not yet on a client socket (an
+/// upper bound: each body's whole kernel part, until it is through).
+static KERNEL_HELD: AtomicU64 = AtomicU64::new(0);
+
+/// A body whose bytes make no progress for this long fails (a stalled
+/// backend or client; the userspace copy has no shorter bound either).
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Most bytes of a body the kernel may hold for a slow client (redirected,
-/// not yet on the client socket's send queue) before the body is disarmed
-/// and the backend held by its window again.
-pub const MAX_KERNEL_BACKLOG: u64 = 4 << 20;
-
-/// Most bytes copied back in one round (a receive window's worth is
-/// usual).
-const MAX_TAKE_BACK: u64 = 8 << 20;
-
-/// Bounds of the interval between two checks of that backlog.
+/// Bounds of the interval between two looks at the body's progress
+/// (tokio's timer has a millisecond resolution).
 const CHECK_MIN: Duration = Duration::from_millis(1);
-const CHECK_MAX: Duration = Duration::from_millis(250);
+const CHECK_MAX: Duration = Duration::from_millis(100);
 
-/// Whether new backend connections are registered (`--ebpf-splice-responses`).
+/// Whether bodies are offered to the kernel (`--ebpf-splice-responses`).
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Turns the response splice on or off for backend connections made from
-/// now on (the loader, once the splice is loaded).
+/// Turns the response splice on or off (the loader, once the splice is
+/// loaded).
 pub fn enable(on: bool) {
     ENABLED.store(on, Ordering::Release);
 }
@@ -157,101 +160,17 @@ pub fn body_bytes() -> (u64, u64) {
     )
 }
 
-/// A backend connection registered for the response splice (see the
-/// module docs): in `SLUICE_SPLICE` and `SLUICE_RSP_SEEN` since before its
-/// first byte. Dropping it removes its entries (the socket leaves the
-/// SockHash when it closes).
-pub struct UpstreamSplice {
-    splicer: Arc<Splicer>,
-    key: SockKey,
-    /// Bytes of the stream the kernel took in earlier responses.
-    kernel_bytes: u64,
-    /// Something did not add up once: never armed again.
-    broken: bool,
-}
-
-impl std::fmt::Debug for UpstreamSplice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamSplice")
-            .field("key", &self.key)
-            .field("kernel_bytes", &self.kernel_bytes)
-            .field("broken", &self.broken)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for UpstreamSplice {
-    fn drop(&mut self) {
-        self.splicer.disarm(&self.key);
-        let _ = self
-            .splicer
-            .rsp_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
-    }
-}
-
-/// Registers a backend connection that has just connected (nothing
-/// received yet) for the response splice. `None` when the splice is not
-/// loaded or the kernel refuses the socket: its responses are then copied
-/// in userspace.
-pub fn prepare_upstream(stream: &TcpStream) -> Option<Box<UpstreamSplice>> {
-    if !ENABLED.load(Ordering::Acquire) {
-        return None;
-    }
-    let splicer = SPLICER
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()?;
-    let fd = stream.as_raw_fd();
-    let key = sock_key(fd)?;
-    {
-        let mut seen = splicer
-            .rsp_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // BPF_ANY: a previous connection with the same tuple may have left
-        // its entry (a crash between close and drop); start from zero.
-        if let Err(e) = seen.insert(key, ResponseSeen::default(), 0) {
-            tracing::debug!(target: "sluice::bpf", "eBPF response splice: cannot register an upstream socket: {e}");
-            return None;
-        }
-    }
-    splicer.disarm(&key);
-    let added = splicer
-        .splice
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(key, fd, 0);
-    if let Err(e) = added {
-        let _ = splicer
-            .rsp_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key);
-        tracing::debug!(target: "sluice::bpf", "eBPF response splice: cannot add an upstream socket to SLUICE_SPLICE: {e}");
-        return None;
-    }
-    Some(Box::new(UpstreamSplice {
-        splicer,
-        key,
-        kernel_bytes: 0,
-        broken: false,
-    }))
-}
-
 /// What became of a response body offered to the kernel.
 #[derive(Debug)]
 pub enum BodySplice {
     /// Not taken: the caller copies all of it.
     NotTaken,
-    /// Every byte is on the client socket; the backend connection is
-    /// reusable.
+    /// Every byte is on the client socket, all copied in userspace while
+    /// entering: the backend connection is the proxy's as before.
+    Copied,
+    /// Every byte is on the client socket; the backend connection must be
+    /// closed (it stays in the verdict's map).
     Done,
-    /// The first bytes are on the client socket; the caller copies the
-    /// last `n`.
-    Rest(u64),
     /// The backend connection failed or closed before the end.
     UpstreamFailed(io::Error),
     /// The client connection failed.
@@ -263,188 +182,331 @@ pub enum BodySplice {
 /// written on `client` (see the module docs for the protocol). Call it with
 /// no read or write in flight on either socket.
 pub async fn splice_response(upstream: &mut Conn, client: &TcpStream, rest: u64) -> BodySplice {
-    if rest < RESPONSE_SPLICE_MIN || !upstream.pending().is_empty() {
+    if rest < RESPONSE_SPLICE_MIN
+        || !upstream.pending().is_empty()
+        || !ENABLED.load(Ordering::Acquire)
+    {
         return BodySplice::NotTaken;
     }
-    let ufd = upstream.stream().as_raw_fd();
-    let Some((reg, received)) = upstream.kernel_splice_mut() else {
+    let Some(splicer) = SPLICER
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+    else {
         return BodySplice::NotTaken;
     };
-    if reg.broken {
-        return BodySplice::NotTaken;
-    }
-    let splicer = reg.splicer.clone();
-    let ukey = reg.key;
-    let cfd = client.as_raw_fd();
-    let Some(ckey) = sock_key(cfd) else {
+    let (ufd, cfd) = (upstream.stream().as_raw_fd(), client.as_raw_fd());
+    let (Some(ukey), Some(ckey)) = (sock_key(ufd), sock_key(cfd)) else {
         return BodySplice::NotTaken;
     };
     if splicer.bypass_fed(&ckey) {
+        // A local client's leg bypassed by sk_msg: see the module docs.
         return BodySplice::NotTaken;
     }
-    let start = received + reg.kernel_bytes;
-    let end = start + rest;
-    // The verdict has seen at least what the proxy read; if not, the two
-    // counts disagree (the socket missed the verdict): never again.
-    if splicer.seen(&ukey).is_none_or(|s| s.seen < start) {
-        reg.broken = true;
-        return BodySplice::NotTaken;
-    }
-    let Some(queued_at_start) = queued(cfd) else {
+    // 1 (a), (b).
+    let Some(_held) = Reservation::take(rest) else {
         return BodySplice::NotTaken;
     };
-    if !splicer.arm(&ukey, ResponseArm::new(ckey, start, end)) {
+    if !splicer.register((ckey, cfd), (ukey, ufd)) {
+        splicer.forget_entries(&ckey, &ukey);
         return BodySplice::NotTaken;
     }
-    let mut watch = match Watch::new(ufd, cfd) {
-        Ok(w) => w,
-        Err(e) => {
-            splicer.disarm(&ukey);
-            tracing::debug!(target: "sluice::bpf", "eBPF response splice: cannot watch the sockets: {e}");
-            return BodySplice::NotTaken;
-        }
-    };
-    let mut session = Session {
+    let mut body = Body {
         splicer: &splicer,
         ukey,
-        ckey,
         ufd,
         cfd,
-        start,
-        end,
-        queued_at_start,
-        armed_at: start,
-        offset: start,
-        rearms: 0,
-        buf: Vec::new(),
-        userspace: 0,
+        ckey,
+        left: rest,
+        drained: 0,
+        copied: 0,
     };
-    let outcome = session.run(&mut watch, client).await;
-    splicer.disarm(&ukey);
-    let (kernel, userspace) = (
-        session.offset - start - session.userspace,
-        session.userspace,
-    );
-    KERNEL_BYTES.fetch_add(kernel, Ordering::Relaxed);
-    USERSPACE_BYTES.fetch_add(userspace, Ordering::Relaxed);
-    upstream.count_received(userspace);
-    if let Some((reg, _)) = upstream.kernel_splice_mut() {
-        reg.kernel_bytes += kernel;
+    let outcome = match body.enter(client).await {
+        Ok(true) => body.stay(client).await,
+        Ok(false) => BodySplice::Copied,
+        Err(outcome) => outcome,
+    };
+    splicer.forget_entries(&ckey, &ukey);
+    if matches!(outcome, BodySplice::Done) {
+        KERNEL_BYTES.fetch_add(body.left - body.copied, Ordering::Relaxed);
     }
+    USERSPACE_BYTES.fetch_add(body.drained + body.copied, Ordering::Relaxed);
     outcome
 }
 
-/// One body in the kernel's hands.
-struct Session<'a> {
+/// A body's share of [`MAX_KERNEL_BYTES`], given back when dropped.
+struct Reservation(u64);
+
+impl Reservation {
+    /// `None` when `n` more bytes would pass the bound.
+    fn take(n: u64) -> Option<Reservation> {
+        KERNEL_HELD
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(n).filter(|&h| h <= MAX_KERNEL_BYTES)
+            })
+            .ok()
+            .map(|_| Reservation(n))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        KERNEL_HELD.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
+
+/// One body on its way to the kernel.
+struct Body<'a> {
     splicer: &'a Splicer,
     ukey: SockKey,
     ckey: SockKey,
     ufd: RawFd,
     cfd: RawFd,
-    /// The body's unread part when entering: `[start, end)`.
-    start: u64,
-    end: u64,
-    /// [`queued`] on the client socket when entering.
-    queued_at_start: u64,
-    /// The offset last armed from.
-    armed_at: u64,
-    /// Every byte before it is on its way to the client (redirected, or
-    /// written by the proxy).
-    offset: u64,
-    rearms: u32,
-    buf: Vec<u8>,
-    /// Bytes the proxy read and wrote itself.
-    userspace: u64,
+    /// Body bytes not copied while entering: the kernel's part (less what
+    /// the proxy copies if the verdict passes bytes).
+    left: u64,
+    /// Body bytes copied while entering (each also counted in C's
+    /// `sent_bytes`).
+    drained: u64,
+    /// Body bytes the verdict passed that the proxy copied.
+    copied: u64,
 }
 
-impl Session<'_> {
-    async fn run(&mut self, watch: &mut Watch, client: &TcpStream) -> BodySplice {
-        let mut last = (0u64, Instant::now());
-        let mut check = CHECK_MIN;
+/// How far the kernel is with a body.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    /// Bytes the verdict redirected from U.
+    redirected: u64,
+    /// Bytes written on C since entering (the kernel's redirected ones, and
+    /// any the proxy copied).
+    on_client: u64,
+    /// Bytes the verdict passed to U's own receive path.
+    passed: u64,
+}
+
+impl Body<'_> {
+    /// Steps 1 (c) and (d): drains U into C until a read comes back short,
+    /// then puts U in the splice. `Ok(false)`: the body was copied whole
+    /// while draining.
+    async fn enter(&mut self, client: &TcpStream) -> Result<bool, BodySplice> {
+        if self.splicer.bypass_fed(&self.ukey) {
+            // A bypass redirect decided before the entries existed lands
+            // within microseconds: let it land, then read it first.
+            tokio::time::sleep(SPLICE_SETTLE).await;
+        }
+        let mut buf = Vec::new();
         loop {
-            let ready = match tokio::time::timeout(check, watch.wait()).await {
-                Ok(Ok(ready)) => ready,
-                Ok(Err(e)) => return BodySplice::ClientFailed(e),
-                Err(_) => Ready::default(),
-            };
-            if ready.client_failed {
-                return BodySplice::ClientFailed(io::Error::from(io::ErrorKind::ConnectionReset));
+            let room = receive_queued(self.ufd)
+                .saturating_add(SPLICE_DRAIN_READ)
+                .min(SPLICE_DRAIN_READ_MAX);
+            let want = room.min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            if buf.capacity() < want {
+                buf = Vec::with_capacity(want);
             }
-            let Some(seen) = self.splicer.seen(&self.ukey) else {
+            let n = match recv_upto(self.ufd, &mut buf, want, 0) {
+                Ok(0) => {
+                    return Err(BodySplice::UpstreamFailed(io::Error::from(
+                        io::ErrorKind::UnexpectedEof,
+                    )));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(BodySplice::UpstreamFailed(e)),
+            };
+            if n > 0 {
+                if let Err(e) = crate::io::write_all(client, &mut buf).await {
+                    return Err(BodySplice::ClientFailed(e));
+                }
+                self.left -= n as u64;
+                self.drained += n as u64;
+                if self.left == 0 {
+                    return Ok(false);
+                }
+            }
+            if n < want {
+                break;
+            }
+        }
+        // 1 (d): the budget before the verdict can see anything.
+        let budget = self
+            .splicer
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.ukey, self.left, 0);
+        if let Err(e) = budget {
+            tracing::debug!(target: "sluice::bpf", "eBPF response splice: cannot set a budget: {e}");
+            return Err(BodySplice::NotTaken);
+        }
+        if !self.splicer.enter(self.ukey, self.ufd) {
+            return Err(BodySplice::NotTaken);
+        }
+        kick(self.ufd);
+        Ok(true)
+    }
+
+    /// Reads both entries.
+    fn progress(&self) -> Option<Progress> {
+        let (u, c): (SpliceState, SpliceState) = (
+            self.splicer.state(&self.ukey)?,
+            self.splicer.state(&self.ckey)?,
+        );
+        Some(Progress {
+            redirected: u.redirected_bytes,
+            on_client: c.sent_bytes.saturating_sub(self.drained),
+            passed: u.passed_bytes,
+        })
+    }
+
+    /// Steps 2 to 4: waits for the kernel to carry the body.
+    async fn stay(&mut self, client: &TcpStream) -> BodySplice {
+        /// Index of U in the epoll set.
+        const UPSTREAM: usize = 0;
+        let mut watch = match EpollSet::new(&[(self.ufd, libc::EPOLLIN as u32), (self.cfd, 0)]) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                // U is in the splice already and the kernel carries the
+                // body; only the wake-ups are missing: look at intervals.
+                tracing::debug!(target: "sluice::bpf", "eBPF response splice: cannot watch the sockets: {e}");
+                None
+            }
+        };
+        let mut check = CHECK_MIN;
+        let mut last = (Progress::default(), Instant::now());
+        loop {
+            let ready = match watch.as_mut() {
+                Some(w) => match tokio::time::timeout(check, w.wait()).await {
+                    Ok(Ok(ready)) => ready,
+                    Ok(Err(e)) => return BodySplice::ClientFailed(e),
+                    Err(_) => Vec::new(),
+                },
+                None => {
+                    tokio::time::sleep(check).await;
+                    Vec::new()
+                }
+            };
+            let mut upstream_readable = false;
+            for (index, mask) in ready {
+                if index == UPSTREAM {
+                    upstream_readable = true;
+                } else if mask & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+                    return BodySplice::ClientFailed(io::Error::from(
+                        io::ErrorKind::ConnectionReset,
+                    ));
+                }
+            }
+            let Some(p) = self.progress() else {
                 return BodySplice::UpstreamFailed(io::Error::other(
-                    "the response splice's entry is gone",
+                    "the response splice's entries are gone",
                 ));
             };
-            if ready.upstream_readable {
-                if let Some(outcome) = self.take_back(client, &seen).await {
-                    return outcome;
+            if p.redirected == self.left && p.on_client >= self.left {
+                return BodySplice::Done;
+            }
+            if p.passed > 0 {
+                // Bytes past the body's budget: `p.redirected` is final.
+                return self.finish(client, p.redirected).await;
+            }
+            if upstream_readable && p.redirected < self.left {
+                // Nothing passed: the backend's FIN (or an error) before
+                // the end of the body.
+                match recv_upto(self.ufd, &mut Vec::with_capacity(1), 1, libc::MSG_PEEK) {
+                    Ok(0) => {
+                        return BodySplice::UpstreamFailed(io::Error::from(
+                            io::ErrorKind::UnexpectedEof,
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return BodySplice::UpstreamFailed(e),
                 }
-            } else {
-                check = self.bound_backlog(&seen, last.0, check);
+            } else if upstream_readable && let Some(w) = watch.as_mut() {
+                // The backend's FIN after the whole body: U has nothing
+                // more to say (level-triggered, it would stay ready).
+                w.forget(UPSTREAM);
             }
-            if seen.seen != last.0 {
-                last = (seen.seen, Instant::now());
-            } else if last.1.elapsed() >= STALL_TIMEOUT {
+            let now = Instant::now();
+            let moved = (p.redirected - last.0.redirected).max(p.on_client - last.0.on_client);
+            if moved > 0 {
+                let rate = moved as f64 / (now - last.1).as_secs_f64().max(1e-6);
+                // Half the time the rest needs at this rate: the checks
+                // close in on the end.
+                let rest = (self.left - p.redirected).max(self.left - p.on_client);
+                check =
+                    Duration::from_secs_f64(rest as f64 / rate / 2.0).clamp(CHECK_MIN, CHECK_MAX);
+                last = (p, now);
+            } else if now - last.1 >= STALL_TIMEOUT {
                 return BodySplice::UpstreamFailed(io::Error::from(io::ErrorKind::TimedOut));
+            } else {
+                check = (check * 2).min(CHECK_MAX);
             }
         }
     }
 
-    /// Keeps what the kernel holds for a slow client bounded: bytes the
-    /// verdict redirected wait in the client socket's queue until the
-    /// kernel can write them, and nothing slows the backend meanwhile (its
-    /// window stays open). Past [`MAX_KERNEL_BACKLOG`] the body is disarmed:
-    /// the verdict then passes what comes to the upstream socket, whose
-    /// window fills and holds the backend; once the client has caught up the
-    /// proxy copies that back and arms again ([`Self::take_back`]). Returns
-    /// when to check next: about when the backlog could reach the bound at
-    /// the rate seen since the last check.
-    fn bound_backlog(
-        &mut self,
-        seen: &ResponseSeen,
-        seen_before: u64,
-        check: Duration,
-    ) -> Duration {
-        let handed = seen
-            .redirect_end
-            .max(self.offset)
-            .saturating_sub(self.start);
-        let Some(on_client) = queued(self.cfd).map(|q| q.saturating_sub(self.queued_at_start))
-        else {
-            return CHECK_MIN;
-        };
-        let backlog = handed.saturating_sub(on_client);
-        if backlog > MAX_KERNEL_BACKLOG {
-            self.splicer.disarm(&self.ukey);
-            return CHECK_MIN;
+    /// The verdict passed an skb that reaches past the body (step 3):
+    /// once C has every redirected byte, copies from U what is left of the
+    /// body.
+    async fn finish(&mut self, client: &TcpStream, redirected: u64) -> BodySplice {
+        if let Err(e) = self.flushed(redirected).await {
+            return BodySplice::ClientFailed(e);
         }
-        let grown = seen.seen.saturating_sub(seen_before).max(1);
-        let room = MAX_KERNEL_BACKLOG - backlog;
-        // At the last interval's rate, `room` lasts room / grown intervals.
-        let next = check.mul_f64((room as f64 / grown as f64).min(64.0) / 2.0);
-        next.clamp(CHECK_MIN, CHECK_MAX)
+        let mut want = self.left - redirected;
+        let mut buf = Vec::new();
+        let mut last = Instant::now();
+        while want > 0 {
+            let n = usize::try_from(want)
+                .unwrap_or(usize::MAX)
+                .min(SPLICE_DRAIN_READ);
+            if buf.capacity() < n {
+                buf = Vec::with_capacity(n);
+            }
+            match recv_upto(self.ufd, &mut buf, n, 0) {
+                Ok(0) => {
+                    return BodySplice::UpstreamFailed(io::Error::from(
+                        io::ErrorKind::UnexpectedEof,
+                    ));
+                }
+                Ok(got) => {
+                    if let Err(e) = crate::io::write_all(client, &mut buf).await {
+                        return BodySplice::ClientFailed(e);
+                    }
+                    want -= got as u64;
+                    self.copied += got as u64;
+                    last = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if last.elapsed() >= STALL_TIMEOUT {
+                        return BodySplice::UpstreamFailed(io::Error::from(
+                            io::ErrorKind::TimedOut,
+                        ));
+                    }
+                    // Still on its way into U's queue.
+                    tokio::time::sleep(CHECK_MIN).await;
+                }
+                Err(e) => return BodySplice::UpstreamFailed(e),
+            }
+        }
+        BodySplice::Done
     }
 
-    /// Waits until the client socket has queued every body byte before
-    /// [`Self::offset`] (the kernel writes redirected bytes from a work
-    /// queue, soon after the verdict).
-    async fn flushed(&self, client: &TcpStream) -> io::Result<()> {
-        let want = self.queued_at_start + (self.offset - self.start);
-
+    /// Waits until C has taken the first `handed` bytes since entering (the
+    /// kernel writes redirected bytes from a work queue, soon after the
+    /// verdict).
+    async fn flushed(&self, handed: u64) -> io::Result<()> {
         let mut spins = 0u32;
         let mut last = (0u64, Instant::now());
         loop {
-            let Some(now) = queued(self.cfd) else {
-                return Err(io::Error::last_os_error());
+            let Some(p) = self.progress() else {
+                return Err(io::Error::other("the response splice's entries are gone"));
             };
-            if now >= want {
+            if p.on_client >= handed {
                 return Ok(());
             }
-            if super::tcp_state(client.as_raw_fd()).is_none_or(|s| s == super::TCP_CLOSE) {
+            if super::tcp_state(self.cfd).is_none_or(|s| s == super::TCP_CLOSE) {
                 return Err(io::Error::from(io::ErrorKind::ConnectionReset));
             }
-            if now != last.0 {
-                last = (now, Instant::now());
+            if p.on_client != last.0 {
+                last = (p.on_client, Instant::now());
             } else if last.1.elapsed() >= STALL_TIMEOUT {
                 return Err(io::Error::from(io::ErrorKind::TimedOut));
             }
@@ -453,176 +515,8 @@ impl Session<'_> {
             if spins < 64 {
                 tokio::task::yield_now().await;
             } else {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                tokio::time::sleep(CHECK_MIN).await;
             }
         }
-    }
-
-    /// The kernel stopped redirecting and passes what arrives to the
-    /// proxy: copies that back to the client and arms again from after it
-    /// (or ends the body). `Some` when the body is through or the
-    /// splice is over.
-    ///
-    /// The passed bytes are *peeked* and written to the client before the
-    /// verdict is armed again, and consumed only after: consuming them is
-    /// what opens the backend's receive window, so bytes that arrive after
-    /// it find the verdict armed at exactly their offset (a backend held by
-    /// the window has nothing in flight; one that is not may still get an
-    /// skb passed first, which only means one more round).
-    async fn take_back(&mut self, client: &TcpStream, seen: &ResponseSeen) -> Option<BodySplice> {
-        // The kernel redirected up to `r` and passed everything after.
-        let r = seen.redirect_end.max(self.armed_at);
-        if r > self.end || r < self.offset {
-            return Some(BodySplice::UpstreamFailed(io::Error::other(
-                "the response splice's offsets disagree",
-            )));
-        }
-        self.offset = r;
-        // Redirected bytes first: the kernel writes them from a work queue.
-        if let Err(e) = self.flushed(client).await {
-            return Some(BodySplice::ClientFailed(e));
-        }
-        let upto = seen.seen.clamp(self.offset, self.end);
-        let want = usize::try_from(upto - self.offset)
-            .unwrap_or(usize::MAX)
-            .max(1);
-        // All of it in one round: arming after part of it would find the
-        // rest already passed, and the round would be lost.
-        self.buf
-            .reserve(want.min(usize::try_from(MAX_TAKE_BACK).unwrap_or(usize::MAX)));
-        // Never past the body: the next response's head is the proxy's,
-        // read through its `Conn`.
-        let n = match recv_upto(self.ufd, &mut self.buf, want, libc::MSG_PEEK) {
-            Ok(0) => {
-                return Some(BodySplice::UpstreamFailed(io::Error::from(
-                    io::ErrorKind::UnexpectedEof,
-                )));
-            }
-            Ok(n) => n,
-            // Woken for nothing (the bytes were read in an earlier round).
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-            Err(e) => return Some(BodySplice::UpstreamFailed(e)),
-        };
-        if let Err(e) = crate::io::write_all(client, &mut self.buf).await {
-            return Some(BodySplice::ClientFailed(e));
-        }
-        let next = self.offset + n as u64;
-        let rearm = next < self.end
-            && self.end - next >= RESPONSE_SPLICE_MIN
-            && self.rearms < MAX_REARMS
-            && self
-                .splicer
-                .arm(&self.ukey, ResponseArm::new(self.ckey, next, self.end));
-        if rearm {
-            self.rearms += 1;
-            self.armed_at = next;
-        }
-        // Now consume what was peeked (and written).
-        let mut left = n;
-        while left > 0 {
-            match recv_upto(self.ufd, &mut self.buf, left, 0) {
-                Ok(0) => {
-                    return Some(BodySplice::UpstreamFailed(io::Error::from(
-                        io::ErrorKind::UnexpectedEof,
-                    )));
-                }
-                Ok(m) => left -= m,
-                Err(e) => return Some(BodySplice::UpstreamFailed(e)),
-            }
-        }
-        self.offset = next;
-        self.userspace += n as u64;
-        if next == self.end {
-            return Some(BodySplice::Done);
-        }
-        if !rearm {
-            self.splicer.disarm(&self.ukey);
-            return Some(BodySplice::Rest(self.end - next));
-        }
-        None
-    }
-}
-
-/// Every byte ever queued on `fd`'s TCP send side: bytes acknowledged
-/// (`TCP_INFO`) plus bytes not yet acknowledged (`SIOCOUTQ`), read in that
-/// order so that an acknowledgement in between can only make the sum
-/// smaller, never larger than the truth.
-fn queued(fd: RawFd) -> Option<u64> {
-    let info = super::tcp_info(fd)?;
-    let mut outq: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ writes one c_int.
-    if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &raw mut outq) } != 0 {
-        return None;
-    }
-    Some(info.tcpi_bytes_acked + u64::try_from(outq).ok()?)
-}
-
-/// What the epoll set reported.
-#[derive(Debug, Default, Clone, Copy)]
-struct Ready {
-    upstream_readable: bool,
-    client_failed: bool,
-}
-
-/// The sockets a body waits on: the upstream socket for input (the kernel
-/// passed bytes back, or the backend closed), the client socket for errors
-/// and hang-ups only (the kernel's writes on it wake nothing).
-struct Watch(EpollSet);
-
-/// Indexes in the [`Watch`]'s set.
-const UPSTREAM: usize = 0;
-
-impl Watch {
-    fn new(upstream: RawFd, client: RawFd) -> io::Result<Watch> {
-        EpollSet::new(&[(upstream, libc::EPOLLIN as u32), (client, 0)]).map(Watch)
-    }
-
-    /// Waits until either socket reports something.
-    async fn wait(&mut self) -> io::Result<Ready> {
-        let mut ready = Ready::default();
-        for (index, mask) in self.0.wait().await? {
-            if index == UPSTREAM {
-                ready.upstream_readable = true;
-            } else if mask & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
-                ready.client_failed = true;
-            }
-        }
-        Ok(ready)
-    }
-}
-
-impl Splicer {
-    /// The verdict's progress on `key`.
-    fn seen(&self, key: &SockKey) -> Option<ResponseSeen> {
-        self.rsp_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key, 0)
-            .ok()
-    }
-
-    /// Arms `key` (a whole, sealed value).
-    fn arm(&self, key: &SockKey, arm: ResponseArm) -> bool {
-        match self
-            .rsp_arm
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, arm, 0)
-        {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(target: "sluice::bpf", "eBPF response splice: cannot arm: {e}");
-                false
-            }
-        }
-    }
-
-    /// Disarms `key`: the verdict passes everything again.
-    fn disarm(&self, key: &SockKey) {
-        let _ = self
-            .rsp_arm
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
     }
 }

@@ -353,7 +353,7 @@ async fn proxy(
         .await;
         return false;
     };
-    let upstream_keep = h1::keep_alive(&resp, buf) && rframing != Framing::UntilClose;
+    let mut upstream_keep = h1::keep_alive(&resp, buf) && rframing != Framing::UntilClose;
     out.clear();
     let client_framing = phase::response_filter(ctx, &resp, buf, rframing, out);
     upstream.consume(resp.len);
@@ -373,7 +373,13 @@ async fn proxy(
             match write_head(to, out).await {
                 Ok(()) if n > take as u64 => {
                     let rest = n - take as u64;
-                    copy_response_body(worker, &mut upstream, to, rest).await
+                    match copy_response_body(worker, &mut upstream, to, rest).await {
+                        Ok(reusable) => {
+                            upstream_keep &= reusable;
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
                 r => r,
             }
@@ -436,33 +442,28 @@ async fn proxy(
 /// Moves the last `rest` bytes of a Content-Length response body from the
 /// backend to the client: through the kernel when the response splice
 /// takes them ([`bpf::splice_response`](crate::bpf::splice_response)),
-/// else (and for what it leaves) in userspace.
+/// else in userspace. `Ok(false)` when the kernel took part of it: the
+/// backend connection must then be closed.
 async fn copy_response_body(
     worker: &Worker,
     upstream: &mut Conn,
     to: &TcpStream,
     rest: u64,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     use crate::bpf::{BodySplice, response};
-    let userspace = match crate::bpf::splice_response(upstream, to, rest).await {
-        BodySplice::NotTaken => rest,
-        BodySplice::Done => return Ok(()),
-        BodySplice::Rest(n) => n,
+    match crate::bpf::splice_response(upstream, to, rest).await {
+        BodySplice::NotTaken => {}
+        BodySplice::Copied => return Ok(true),
+        BodySplice::Done => return Ok(false),
         BodySplice::UpstreamFailed(e) => return Err(Error::new_io(RESPONSE.read, e)),
         BodySplice::ClientFailed(e) => return Err(Error::new_io(RESPONSE.write, e)),
-    };
-    if rest >= response::RESPONSE_SPLICE_MIN {
-        response::count_userspace(userspace);
     }
-    copy_length(
-        &worker.bufs,
-        upstream,
-        to,
-        userspace,
-        RESPONSE,
-        &mut Tee::none(),
-    )
-    .await
+    if rest >= response::RESPONSE_SPLICE_MIN {
+        response::count_userspace(rest);
+    }
+    copy_length(&worker.bufs, upstream, to, rest, RESPONSE, &mut Tee::none())
+        .await
+        .map(|()| true)
 }
 
 /// Writes the response head in `out` (and the body bytes after it) to the

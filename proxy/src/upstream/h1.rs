@@ -28,12 +28,7 @@ pub async fn checkout(worker: &Worker, addr: SocketAddr) -> Result<(Conn, bool),
         .await
         .map_err(|e| Error::new_io(Kind::UpstreamConnect, e))?;
     let _ = stream.set_nodelay(true);
-    // Before the first byte: the response splice counts the stream's
-    // bytes from there (a no-op unless it is loaded).
-    let splice = crate::bpf::prepare_upstream(&stream);
-    let mut conn = Conn::new(stream, worker.bufs.get());
-    conn.set_kernel_splice(splice);
-    Ok((conn, false))
+    Ok((Conn::new(stream, worker.bufs.get()), false))
 }
 
 /// Gives `conn`, which has finished a whole response, back to the worker's
