@@ -16,8 +16,8 @@
 # default: backend leg bypassed, tunnels spliced), bypass = --ebpf on
 # --ebpf-splice false (backend leg only, tunnels copied in userspace),
 # splice = --ebpf on --ebpf-splice true (the same as backend), responses =
-# --ebpf on --ebpf-splice-responses (disabled for its known bug, run here
-# with SLUICE_UNSAFE_RESPONSE_SPLICE=1; only changes big). Modes
+# --ebpf on --ebpf-splice-responses (response bodies spliced, the backend
+# leg not bypassed; only changes big). Modes
 # alternate within a round, order reversed every other
 # round. Per run: requests/s or MB/s, p99 (wrk), and the CPU cost on CPU 0
 # (busy jiffies from /proc/stat, softirq included, over the measured
@@ -119,8 +119,7 @@ for r in $(seq "$rounds"); do
       [ "$mode" = splice ] && [ "$load" != ws ] && continue   # splice changes only tunnels
       [ "$mode" = responses ] && [ "$load" != big ] && continue   # only large bodies
       # shellcheck disable=SC2046
-      SLUICE_UNSAFE_RESPONSE_SPLICE=$([ "$mode" = responses ] && echo 1) \
-        taskset -c 0 "$sluice_bin" --workers 1 --bind 127.0.0.1 --admin "127.0.0.1:$admin_port" \
+      taskset -c 0 "$sluice_bin" --workers 1 --bind 127.0.0.1 --admin "127.0.0.1:$admin_port" \
         $(flags_of "$mode") "$TMP/routes.yaml" >"$TMP/sluice.log" 2>&1 &
       sp=$!; pids+=("$sp")
       wait_port "$proxy_port" || { cat "$TMP/sluice.log" >&2; exit 1; }

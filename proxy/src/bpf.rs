@@ -373,20 +373,17 @@ fn start_accel(
                 }
                 Err(why) => format!("splice of tunnelled connections inactive ({why})"),
             };
-            let legs = match (options.local_clients, options.splice_responses) {
-                (true, false) => "backend leg and local clients' leg",
-                (false, false) => {
-                    "backend leg only; --ebpf-local-clients true adds the local clients' leg"
-                }
-                (true, true) => {
-                    "local clients' leg only: the backend leg gives way to the response splice, \
-                     whose verdict must see the backends' replies"
-                }
-                (false, true) => {
-                    "no leg: the backend leg gives way to the response splice, whose verdict \
-                     must see the backends' replies; --ebpf-local-clients true adds the local \
-                     clients' leg"
-                }
+            let legs = if options.local_clients {
+                "backend leg and local clients' leg"
+            } else {
+                "backend leg only; --ebpf-local-clients true adds the local clients' leg"
+            };
+            let legs = if options.splice_responses {
+                format!(
+                    "{legs}, backends' replies excepted: the response splice's verdict must see them"
+                )
+            } else {
+                legs.to_string()
             };
             tracing::info!(
                 "eBPF acceleration (--ebpf {mode}): loopback bypass active ({legs}; sockops on \
@@ -875,6 +872,9 @@ struct Splicer {
     /// `SLUICE_BUDGET`: how much the verdict may redirect from a spliced
     /// response body's upstream socket ([`response`]).
     budget: Mutex<HashMap<MapData, SockKey, u64>>,
+    /// `SLUICE_TARGETS`: the client sockets response bodies are redirected
+    /// to ([`response`]).
+    targets: Mutex<SockHash<MapData, SockKey>>,
 }
 
 /// The splice in use, if loaded ([`splice`] reads it).
@@ -935,6 +935,11 @@ impl Splicer {
             .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_CLIENTS"))?
             .try_into()
             .map_err(|e| LoadError::from_step("SLUICE_CLIENTS", &e))?;
+        let targets: SockHash<MapData, SockKey> = ebpf
+            .take_map(common::MAP_TARGETS)
+            .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_TARGETS"))?
+            .try_into()
+            .map_err(|e| LoadError::from_step("SLUICE_TARGETS", &e))?;
         let budget: HashMap<MapData, SockKey, u64> = ebpf
             .take_map(common::MAP_BUDGET)
             .ok_or_else(|| LoadError::new("the eBPF object has no map SLUICE_BUDGET"))?
@@ -947,6 +952,7 @@ impl Splicer {
             upstreams,
             clients,
             budget: Mutex::new(budget),
+            targets: Mutex::new(targets),
         })
     }
 

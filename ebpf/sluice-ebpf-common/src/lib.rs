@@ -44,6 +44,10 @@ pub const MAP_SPLICE: &str = "SLUICE_SPLICE";
 /// by the loader before the socket enters [`MAP_SPLICE`]; the programs only
 /// add to its counters.
 pub const MAP_SPLICED: &str = "SLUICE_SPLICED";
+/// SockHash with no program attached: the client sockets the stream
+/// verdict redirects response bodies to (keyed by [`SockKey`]; a socket in
+/// [`MAP_SOCKS`] would have each of the kernel's writes on it run sk_msg).
+pub const MAP_TARGETS: &str = "SLUICE_TARGETS";
 /// Hash map: a spliced socket ([`SockKey`]) → the most bytes the stream
 /// verdict may redirect from it (`u64`, counted like
 /// [`SpliceState::redirected_bytes`]). Written by the loader only, before
@@ -61,8 +65,9 @@ pub const BACKENDS_MAX_ENTRIES: u32 = 4_096;
 /// Entries of [`MAP_PASSED`].
 pub const PASSED_MAX_ENTRIES: u32 = 16_384;
 /// Entries of [`MAP_SPLICE`] (two per spliced tunnel, one per spliced
-/// response body), [`MAP_SPLICED`] (two per spliced tunnel or response
-/// body) and [`MAP_BUDGET`] (one per spliced response body).
+/// response body), [`MAP_SPLICED`] (the same), [`MAP_BUDGET`] (one per
+/// spliced response body) and [`MAP_TARGETS`] (one per client connection
+/// that got a spliced response body).
 pub const SPLICE_MAX_ENTRIES: u32 = 16_384;
 
 // === program names ===

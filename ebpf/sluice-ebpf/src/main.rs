@@ -4,12 +4,12 @@
 //! | --- | --- | --- | --- |
 //! | `sluice_sockops` | sockops | a cgroup v2 | records sluice's established TCP sockets in [`SOCKS`] |
 //! | `sluice_sk_msg` | sk_msg | [`SOCKS`] | loopback bypass: a message goes straight to the peer socket's ingress |
-//! | `sluice_sk_skb` | sk_skb stream verdict | [`SPLICE`] | splice: an skb received on a spliced socket goes to its partner's egress, within the socket's budget ([`BUDGET`]: a response body's length) |
+//! | `sluice_sk_skb` | sk_skb stream verdict | [`SPLICE`] | splice: an skb received on a spliced socket goes to its partner's egress (a tunnel's partner in [`SOCKS`], a response body's client socket in [`TARGETS`]), within the socket's budget ([`BUDGET`]: a response body's length) |
 //!
 //! Which sockets are recorded (nothing else is ever touched):
 //!
 //! * passive: local port is a sluice listener ([`LISTEN`]): sluice's
-//!   client-side sockets;
+//!   client-side sockets, when the client leg is on (below);
 //! * active: remote end is a backend endpoint on 127.0.0.0/8 that sluice
 //!   registered ([`BACKENDS`]): sluice's upstream sockets;
 //! * passive: local end is such a backend and the peer socket (the other
@@ -75,7 +75,9 @@ use SLUICE_LOCAL_CLIENTS as LOCAL_CLIENTS;
 /// so that the backend's replies bypass the stack too (the loader sets it
 /// to 0 with `--ebpf-splice-responses`: a reply redirected into the
 /// upstream socket's ingress queue, which the stream verdict never sees,
-/// could not be spliced).
+/// could not be spliced — a backend writing a whole body at once put all
+/// of it there before the head was parsed; one writing in pages was
+/// redirected page by page, whatever the threshold on a message's size).
 #[unsafe(no_mangle)]
 static SLUICE_BACKEND_REPLIES: Global<u8> = Global::new(1);
 use SLUICE_BACKEND_REPLIES as BACKEND_REPLIES;
@@ -126,6 +128,12 @@ static SPLICED: HashMap<SockKey, SpliceState> =
 /// A spliced socket → the most bytes the verdict may redirect from it
 /// (written by the loader before the socket enters `SPLICE`; no entry: no
 /// bound).
+/// Client sockets a response body is redirected to (inserted by the
+/// loader). No program is attached, so the kernel writes the body on them
+/// through the plain TCP send path; [`SOCKS`] would run sk_msg on every
+/// write (and copy it).
+#[map(name = "SLUICE_TARGETS")]
+static TARGETS: SockHash<SockKey> = SockHash::with_max_entries(common::SPLICE_MAX_ENTRIES, 0);
 #[map(name = "SLUICE_BUDGET")]
 static BUDGET: HashMap<SockKey, u64> = HashMap::with_max_entries(common::SPLICE_MAX_ENTRIES, 0);
 /// Per CPU: when a warning was last logged (rate limit).
@@ -143,6 +151,7 @@ const _: () = assert!(common::str_eq(common::MAP_UPSTREAMS, "SLUICE_UPSTREAMS"))
 const _: () = assert!(common::str_eq(common::MAP_SPLICED, "SLUICE_SPLICED"));
 const _: () = assert!(common::str_eq(common::MAP_CLIENTS, "SLUICE_CLIENTS"));
 const _: () = assert!(common::str_eq(common::MAP_BUDGET, "SLUICE_BUDGET"));
+const _: () = assert!(common::str_eq(common::MAP_TARGETS, "SLUICE_TARGETS"));
 
 /// Adds `n` to a counter of a [`SpliceState`]. Not atomic, and need not
 /// be: each field has one writer at a time, the program running for that
@@ -227,7 +236,10 @@ fn try_sluice_sockops(ctx: &SockOpsContext) -> Result<(), ()> {
         } else {
             return Ok(());
         }
-    } else if LISTEN.get_ptr(key.local_port).is_some() {
+    } else if LOCAL_CLIENTS.load() != 0 && LISTEN.get_ptr(key.local_port).is_some() {
+        // Sluice's end of a client connection: only the client leg's
+        // bypass redirects into it. Without that leg, recording it would
+        // only put sluice's own writes through sk_msg (and its copy).
         Counter::SockopsPassive
     } else if BACKEND_REPLIES.load() != 0
         && BACKENDS.get_ptr(key.local()).is_some()
@@ -311,7 +323,12 @@ fn try_sluice_sk_msg(ctx: &SkMsgContext) -> Result<u32, u32> {
         // receive queue, never its ingress message queue. Either way, through the
         // stack, now and for good (bytes already redirected to the peer's
         // ingress are read before its receive queue, so order holds).
-        if PASSED.insert(key, 1, u64::from(BPF_ANY)).is_err() && may_log() {
+        // Looked up first: an LRU update per message costs more than the
+        // rest of the program.
+        if PASSED.get_ptr(key).is_none()
+            && PASSED.insert(key, 1, u64::from(BPF_ANY)).is_err()
+            && may_log()
+        {
             warn!(ctx, "cannot remember a passed socket");
         }
         count(Counter::SkMsgPassedMsgs, 1);
@@ -372,18 +389,24 @@ pub fn sluice_sk_skb(ctx: SkBuffContext) -> u32 {
         };
         // Once anything was passed, everything is: the proxy copies those
         // bytes in order, and nothing redirected may overtake them.
+        let budget = BUDGET.get_ptr(key);
         let redirect = passed == 0
-            && match BUDGET.get_ptr(key) {
+            && match budget {
                 // SAFETY: a map value, valid for this run, written before
                 // the socket entered `SPLICE` and never after.
                 Some(budget) => redirected.wrapping_add(len) <= unsafe { *budget },
                 None => true,
             };
         if redirect {
-            // Through `SOCKS`, where the partner always is: a socket
-            // enters `SPLICE` when its own direction is ready, which may
-            // be before its partner's.
-            let verdict = SOCKS.redirect_skb(&ctx, &mut partner, 0);
+            // A response body (it has a budget) goes to a client socket in
+            // `TARGETS`; a tunnel's bytes through `SOCKS`, where the
+            // partner always is: a socket enters `SPLICE` when its own
+            // direction is ready, which may be before its partner's.
+            let verdict = if budget.is_some() {
+                TARGETS.redirect_skb(&ctx, &mut partner, 0)
+            } else {
+                SOCKS.redirect_skb(&ctx, &mut partner, 0)
+            };
             if verdict == i64::from(sk_action::SK_PASS) {
                 // SAFETY: as above.
                 unsafe {

@@ -104,8 +104,8 @@ use sluice_ebpf_common::{SockKey, SpliceState};
 use tokio_uring::net::TcpStream;
 
 use super::{
-    EpollSet, SPLICE_DRAIN_READ, SPLICE_DRAIN_READ_MAX, SPLICE_SETTLE, SPLICER, Splicer, kick,
-    receive_queued, recv_upto, sock_key,
+    EpollSet, SPLICE_DRAIN_READ, SPLICE_DRAIN_READ_MAX, SPLICER, Splicer, kick, receive_queued,
+    recv_upto, sock_key,
 };
 use crate::io::Conn;
 
@@ -125,6 +125,10 @@ static KERNEL_HELD: AtomicU64 = AtomicU64::new(0);
 /// A body whose bytes make no progress for this long fails (a stalled
 /// backend or client; the userspace copy has no shorter bound either).
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The receive buffer a body's upstream socket gets before it is drained
+/// (see [`widen_receive_buffer`]).
+const SPLICE_RCVBUF: usize = 4 << 20;
 
 /// Bounds of the interval between two looks at the body's progress
 /// (tokio's timer has a millisecond resolution).
@@ -207,8 +211,8 @@ pub async fn splice_response(upstream: &mut Conn, client: &TcpStream, rest: u64)
     let Some(_held) = Reservation::take(rest) else {
         return BodySplice::NotTaken;
     };
-    if !splicer.register((ckey, cfd), (ukey, ufd)) {
-        splicer.forget_entries(&ckey, &ukey);
+    if !splicer.register_response((ckey, cfd), ukey) {
+        splicer.forget_response(&ukey);
         return BodySplice::NotTaken;
     }
     let mut body = Body {
@@ -216,22 +220,80 @@ pub async fn splice_response(upstream: &mut Conn, client: &TcpStream, rest: u64)
         ukey,
         ufd,
         cfd,
-        ckey,
         left: rest,
         drained: 0,
         copied: 0,
+        base: 0,
     };
-    let outcome = match body.enter(client).await {
+    let t0 = Instant::now();
+    let entered = body.enter(client).await;
+    let t1 = Instant::now();
+    let outcome = match entered {
         Ok(true) => body.stay(client).await,
         Ok(false) => BodySplice::Copied,
         Err(outcome) => outcome,
     };
-    splicer.forget_entries(&ckey, &ukey);
+    tracing::debug!(target: "sluice::bpf", enter_us = (t1 - t0).as_micros() as u64, stay_us = t1.elapsed().as_micros() as u64, drained = body.drained, left = body.left, ?outcome, "eBPF response splice: body");
+    splicer.forget_response(&ukey);
     if matches!(outcome, BodySplice::Done) {
         KERNEL_BYTES.fetch_add(body.left - body.copied, Ordering::Relaxed);
     }
     USERSPACE_BYTES.fetch_add(body.drained + body.copied, Ordering::Relaxed);
     outcome
+}
+
+/// Gives U a receive buffer of [`SPLICE_RCVBUF`] (`SO_RCVBUFFORCE`, else
+/// `SO_RCVBUF` up to `net.core.rmem_max`).
+///
+/// Why: bytes that arrive between the drain's last read and U entering
+/// the splice fill U's receive queue, and the window U advertises shrinks
+/// with it — to almost nothing with a new connection's small buffer. The
+/// verdict then takes those bytes off the queue when U enters, but on
+/// kernel 6.18 that sends no window update (reading through `recv` would),
+/// so the backend waits for its zero-window probe: about 200 ms per body,
+/// seen with nginx and 1 MiB bodies. With room to spare, the window never
+/// closes. U is never pooled again once spliced, and a body copied whole
+/// while draining leaves it with a larger buffer, nothing worse.
+fn widen_receive_buffer(fd: RawFd) {
+    let size = libc::c_int::try_from(SPLICE_RCVBUF).unwrap_or(libc::c_int::MAX);
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: a valid pointer to a c_int for the call.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                std::ptr::from_ref(&size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+    }
+}
+
+/// Sends U's delayed acknowledgement now, if one is pending
+/// (`TCP_QUICKACK`: with nothing left unread on U, the kernel acknowledges
+/// at once).
+///
+/// Why: a backend with Nagle's algorithm (or `TCP_CORK`) holds a body's
+/// last, short segment until its earlier bytes are acknowledged. Reading
+/// through `recv` acknowledges them when the queue empties; the verdict
+/// taking them does not, so U's delayed acknowledgement (40 ms) would hold
+/// the end of every body.
+fn ack_now(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid pointer to a c_int for the call.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            std::ptr::from_ref(&one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// A body's share of [`MAX_KERNEL_BYTES`], given back when dropped.
@@ -259,17 +321,17 @@ impl Drop for Reservation {
 struct Body<'a> {
     splicer: &'a Splicer,
     ukey: SockKey,
-    ckey: SockKey,
     ufd: RawFd,
     cfd: RawFd,
     /// Body bytes not copied while entering: the kernel's part (less what
     /// the proxy copies if the verdict passes bytes).
     left: u64,
-    /// Body bytes copied while entering (each also counted in C's
-    /// `sent_bytes`).
+    /// Body bytes copied while entering.
     drained: u64,
     /// Body bytes the verdict passed that the proxy copied.
     copied: u64,
+    /// [`queued`] on C when U entered the splice.
+    base: u64,
 }
 
 /// How far the kernel is with a body.
@@ -289,11 +351,9 @@ impl Body<'_> {
     /// then puts U in the splice. `Ok(false)`: the body was copied whole
     /// while draining.
     async fn enter(&mut self, client: &TcpStream) -> Result<bool, BodySplice> {
-        if self.splicer.bypass_fed(&self.ukey) {
-            // A bypass redirect decided before the entries existed lands
-            // within microseconds: let it land, then read it first.
-            tokio::time::sleep(SPLICE_SETTLE).await;
-        }
+        // No bypass feeds U: with the response splice the backends' sockets
+        // are not recorded (`SLUICE_BACKEND_REPLIES`).
+        widen_receive_buffer(self.ufd);
         let mut buf = Vec::new();
         loop {
             let room = receive_queued(self.ufd)
@@ -338,6 +398,11 @@ impl Body<'_> {
             tracing::debug!(target: "sluice::bpf", "eBPF response splice: cannot set a budget: {e}");
             return Err(BodySplice::NotTaken);
         }
+        // Every write so far has completed: C has queued all of it.
+        let Some(base) = queued(self.cfd) else {
+            return Err(BodySplice::NotTaken);
+        };
+        self.base = base;
         if !self.splicer.enter(self.ukey, self.ufd) {
             return Err(BodySplice::NotTaken);
         }
@@ -345,15 +410,12 @@ impl Body<'_> {
         Ok(true)
     }
 
-    /// Reads both entries.
+    /// Reads U's entry and what C has queued.
     fn progress(&self) -> Option<Progress> {
-        let (u, c): (SpliceState, SpliceState) = (
-            self.splicer.state(&self.ukey)?,
-            self.splicer.state(&self.ckey)?,
-        );
+        let u: SpliceState = self.splicer.state(&self.ukey)?;
         Some(Progress {
             redirected: u.redirected_bytes,
-            on_client: c.sent_bytes.saturating_sub(self.drained),
+            on_client: queued(self.cfd)?.saturating_sub(self.base),
             passed: u.passed_bytes,
         })
     }
@@ -395,11 +457,13 @@ impl Body<'_> {
                     ));
                 }
             }
+            ack_now(self.ufd);
             let Some(p) = self.progress() else {
                 return BodySplice::UpstreamFailed(io::Error::other(
                     "the response splice's entries are gone",
                 ));
             };
+            tracing::trace!(target: "sluice::bpf", ?p, left = self.left, upstream_readable, ?check, "eBPF response splice: progress");
             if p.redirected == self.left && p.on_client >= self.left {
                 return BodySplice::Done;
             }
@@ -518,5 +582,71 @@ impl Body<'_> {
                 tokio::time::sleep(CHECK_MIN).await;
             }
         }
+    }
+}
+
+/// Every byte ever queued on `fd`'s TCP send side: bytes acknowledged
+/// (`TCP_INFO`) plus bytes not yet acknowledged (`SIOCOUTQ`), read in that
+/// order so that an acknowledgement in between can only make the sum
+/// smaller, never larger than the truth.
+fn queued(fd: RawFd) -> Option<u64> {
+    let info = super::tcp_info(fd)?;
+    let mut outq: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one c_int.
+    if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &raw mut outq) } != 0 {
+        return None;
+    }
+    Some(info.tcpi_bytes_acked + u64::try_from(outq).ok()?)
+}
+
+impl Splicer {
+    /// Step 1 (b): C in `SLUICE_TARGETS` (where the verdict finds it; it may
+    /// be there from an earlier body) and U's `SLUICE_SPLICED` entry naming
+    /// it. `false` when the kernel refused either.
+    fn register_response(&self, (ckey, cfd): (SockKey, RawFd), ukey: SockKey) -> bool {
+        let added = self
+            .targets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ckey, cfd, super::BPF_NOEXIST);
+        match added {
+            Ok(()) => {}
+            Err(e) if matches!(super::map_errno(&e), Some(libc::EEXIST)) => {}
+            Err(e) => {
+                tracing::debug!(target: "sluice::bpf", "eBPF response splice: cannot add a client socket to SLUICE_TARGETS: {e}");
+                return false;
+            }
+        }
+        let entry = SpliceState {
+            partner: ckey,
+            ..SpliceState::default()
+        };
+        match self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ukey, entry, 0)
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(target: "sluice::bpf", "eBPF response splice: cannot record an upstream socket: {e}");
+                false
+            }
+        }
+    }
+
+    /// Forgets U's entries (`SLUICE_SPLICED`, `SLUICE_BUDGET`); U stays in
+    /// `SLUICE_SPLICE` until it is closed (see the module docs).
+    fn forget_response(&self, ukey: &SockKey) {
+        let _ = self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(ukey);
+        let _ = self
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(ukey);
     }
 }
