@@ -2,14 +2,15 @@
 # Issue 5's bench: sluice --ebpf on vs off, same run, three loads.
 #
 #   bench/ebpf.sh [--rounds N] [--duration S] [--quick] [--sluice PATH]
-#                 [--loads small,big,ws] [--modes off,on[,backend][,bypass][,splice][,responses]]
+#                 [--loads small,big,huge,ws] [--modes off,on[,backend][,bypass][,splice][,responses]]
 #                 [--ws-mib M] [--ws-tunnels T]
 #
 # sluice runs alone on CPU 0 (--workers 1, restarted per run); an nginx
 # backend (13-byte /small, 1 MiB /big, sendfile), a WebSocket echo backend
 # (bench/ws_echo.py), the load generators and this script share CPU 1.
 # Loads: small = wrk -t1 -c50 keep-alive GET /small; big = wrk -t1 -c8 GET
-# /big (1 MiB responses); ws = T upgraded connections (default 4) each
+# /big (1 MiB responses); huge = wrk -t1 -c2 GET /huge (64 MiB responses,
+# not in the default loads); ws = T upgraded connections (default 4) each
 # echoing M MiB (default 256). Modes: off = --ebpf off, on = --ebpf on
 # --ebpf-local-clients true (loopback bypass of both legs; wrk and the
 # echo client are local; tunnels spliced), backend = --ebpf on (the
@@ -17,7 +18,7 @@
 # --ebpf-splice false (backend leg only, tunnels copied in userspace),
 # splice = --ebpf on --ebpf-splice true (the same as backend), responses =
 # --ebpf on --ebpf-splice-responses (response bodies spliced, the backend
-# leg not bypassed; only changes big). Modes
+# leg's replies not bypassed; only big and huge). Modes
 # alternate within a round, order reversed every other
 # round. Per run: requests/s or MB/s, p99 (wrk), and the CPU cost on CPU 0
 # (busy jiffies from /proc/stat, softirq included, over the measured
@@ -65,6 +66,7 @@ read -r nginx_port ws_port proxy_port admin_port <<<"$(python3 "$HELPER" ports 4
 
 mkdir -p "$TMP/nginx/logs"
 head -c $((1 << 20)) /dev/zero | tr '\0' x >"$TMP/nginx/big.bin"
+[[ ",${loads[*]}," == *huge* ]] && head -c $((64 << 20)) /dev/zero | tr '\0' y >"$TMP/nginx/huge.bin"
 cat >"$TMP/nginx/nginx.conf" <<EOF
 $([ "$(id -u)" -eq 0 ] && echo "user root;")
 worker_processes 1; daemon off; pid $TMP/nginx/nginx.pid;
@@ -77,6 +79,7 @@ http {
   server {
     listen 127.0.0.1:$nginx_port backlog=4096;
     location = /big { default_type application/octet-stream; alias $TMP/nginx/big.bin; }
+    location = /huge { default_type application/octet-stream; alias $TMP/nginx/huge.bin; }
     location / { default_type text/plain; return 200 'Hello, world!'; }
   }
 }
@@ -117,7 +120,7 @@ for r in $(seq "$rounds"); do
   for load in "${loads[@]}"; do
     for mode in "${order[@]}"; do
       [ "$mode" = splice ] && [ "$load" != ws ] && continue   # splice changes only tunnels
-      [ "$mode" = responses ] && [ "$load" != big ] && continue   # only large bodies
+      [ "$mode" = responses ] && [ "$load" != big ] && [ "$load" != huge ] && continue   # only large bodies
       # shellcheck disable=SC2046
       taskset -c 0 "$sluice_bin" --workers 1 --bind 127.0.0.1 --admin "127.0.0.1:$admin_port" \
         $(flags_of "$mode") "$TMP/routes.yaml" >"$TMP/sluice.log" 2>&1 &
@@ -125,8 +128,8 @@ for r in $(seq "$rounds"); do
       wait_port "$proxy_port" || { cat "$TMP/sluice.log" >&2; exit 1; }
       out="$TMP/out-$load-$mode-$r.txt"
       case $load in
-        small|big)
-          path=/small c=50; [ "$load" = big ] && path=/big c=8
+        small|big|huge)
+          path=/small c=50; [ "$load" = big ] && path=/big c=8; [ "$load" = huge ] && path=/huge c=2
           wrk -t1 -c$c -d${warmup}s "$url$path" >/dev/null
           read -r b0 t0 < <(python3 "$HELPER" cpu 0)
           wrk -t1 -c$c -d${duration}s --latency "$url$path" >"$out"
@@ -151,7 +154,7 @@ if load == "ws":
     nbytes, req, p99, secs, ok = m["bytes"], None, None, m["wall"], bool(m["ok"])
 else:
     req, p99, secs = m["requests"], m["p99_us"], m["wrk_seconds"]
-    nbytes = req * (1 << 20 if load == "big" else 13)
+    nbytes = req * {"big": 1 << 20, "huge": 64 << 20}.get(load, 13)
     ok = m["non_2xx"] == 0 and m["socket_errors"] == 0
 def metric(prefix):
     return sum(float(l.split()[-1]) for l in metrics.splitlines() if l.startswith(prefix))

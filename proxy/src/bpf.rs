@@ -19,15 +19,19 @@
 //! | splice of tunnelled connections | sk_skb stream verdict on the `SLUICE_SPLICE` SockHash, sk_msg counting | implemented (see "Handover protocol"), on whenever eBPF is active (`--ebpf-splice false` turns it off) |
 //! | splice of response bodies | the same verdict, bounded by `SLUICE_BUDGET` | opt-in (`--ebpf-splice-responses`): it pays off on large bodies only; protocol in [`response`] |
 //!
-//! **Loopback bypass.** The sockops program records, by 4-tuple, the
-//! established TCP sockets of sluice's listeners (passive, local port in
-//! `SLUICE_LISTEN`), sluice's connections to backends on 127.0.0.0/8
-//! (active, remote end in `SLUICE_BACKENDS`), the backend's end of those
-//! (passive, local end a registered backend whose peer is one of sluice's
-//! upstream sockets), and — the client leg — the local client's end of a
-//! connection to sluice (active, both ends on 127.0.0.0/8, remote port in
-//! `SLUICE_LISTEN`; remembered in `SLUICE_CLIENTS`; only with
-//! `--ebpf-local-clients true`, see below for why it is opt-in). Nothing else is recorded, so other
+//! **Loopback bypass.** The sockops program records, by 4-tuple,
+//! sluice's connections to backends on 127.0.0.0/8 (active, remote end in
+//! `SLUICE_BACKENDS`), the backend's end of those (passive, local end a
+//! registered backend whose peer is one of sluice's upstream sockets; not
+//! with `--ebpf-splice-responses`, whose verdict must see the backends'
+//! replies), and — the client leg, only with `--ebpf-local-clients true`
+//! (see below for why it is opt-in) — the established TCP sockets of
+//! sluice's listeners (passive, local port in `SLUICE_LISTEN`) and the
+//! local client's end of a connection to sluice (active, both ends on
+//! 127.0.0.0/8, remote port in `SLUICE_LISTEN`; remembered in
+//! `SLUICE_CLIENTS`). Without the client leg sluice's client sockets are
+//! not recorded: that would only run sk_msg (and its copy) on each of
+//! sluice's writes to its clients. Nothing else is recorded, so other
 //! processes' connections are never touched — except that another process
 //! connecting to a registered loopback backend, or to a sluice listener
 //! port on 127.0.0.0/8 where something else listens, while sluice runs is
@@ -105,10 +109,7 @@
 //!    both connection buffers were written to the other side, with no read
 //!    or write in flight):
 //!    - (a) both sockets in `SLUICE_SOCKS` (EBUSY/EEXIST: sockops did), so
-//!      that sk_msg counts what is sent on them; an upstream socket
-//!      registered for the response splice (`--ebpf-splice-responses`) is
-//!      in `SLUICE_SPLICE` already and cannot leave it safely (see
-//!      [`splice`]): such a tunnel stays in userspace;
+//!      that sk_msg counts what is sent on them;
 //!    - (b) the `SLUICE_SPLICED` entries of C and U: from now on no bypass
 //!      message goes to either socket's ingress queue;
 //!    - (c) if the bypass may have fed either socket (U is one of sockops'

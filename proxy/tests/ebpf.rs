@@ -385,8 +385,9 @@ fn response_body_bytes(sluice: &Sluice, bodies: usize, count: usize) -> (f64, f6
 /// client connection, the last two pipelined (the second head must wait
 /// until the kernel has written the first body) — arrive byte-identical,
 /// and the kernel moved them: the proxy copied only what the backend had
-/// queued before each head was parsed (at most 1/8 of the bytes), and the
-/// sk_skb counters hold at least what the kernel moved.
+/// queued before each head was parsed (at most 1/32 of the bytes; about
+/// 0.5 MB of 256 MiB seen), and the sk_skb counters hold at least what
+/// the kernel moved.
 #[test]
 fn on_splices_64mib_responses_in_the_kernel() {
     require_root!();
@@ -419,9 +420,9 @@ fn on_splices_64mib_responses_in_the_kernel() {
 
     let bodies = 4 * BIG;
     let (kernel, userspace, text) = response_body_bytes(&sluice, bodies, 4);
-    assert!(userspace <= (bodies / 8) as f64, "{text}");
+    assert!(userspace <= (bodies / 32) as f64, "{text}");
     assert!(
-        kernel >= (bodies - bodies / 8 - 4 * (64 << 10)) as f64,
+        kernel >= (bodies - bodies / 32 - 4 * (64 << 10)) as f64,
         "{text}"
     );
     let redirected = sum(
@@ -438,9 +439,9 @@ fn on_splices_64mib_responses_in_the_kernel() {
 }
 
 /// A client that reads a spliced 64 MiB body slowly (about 32 MB/s, less
-/// than the kernel could send) still gets every byte in order: the proxy
-/// raises the kernel's budget as the client takes bytes (a window of
-/// 16 MiB ahead of it), so the verdict never stops short for good.
+/// than the kernel could send) still gets every byte in order, and the
+/// kernel moved them (what it cannot write yet waits in the client
+/// socket's queue).
 #[test]
 fn on_splices_a_response_to_a_slow_client() {
     require_root!();
@@ -463,7 +464,7 @@ fn on_splices_a_response_to_a_slow_client() {
         .unwrap();
     read_big_response(&mut reader, "slow", 1 << 15, Duration::from_millis(1));
     let (kernel, _, text) = response_body_bytes(&sluice, BIG, 1);
-    assert!(kernel >= (BIG / 2) as f64, "{text}");
+    assert!(kernel >= (BIG - BIG / 32) as f64, "{text}");
 }
 
 /// The binary run as `nobody`, with `--ebpf <mode>`; `None` when neither

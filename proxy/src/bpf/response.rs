@@ -29,29 +29,31 @@
 //!    `rest` bytes of it are unread):
 //!    - (a) `rest` reserved against [`MAX_KERNEL_BYTES`] (see "A slow
 //!      client"); none left: the body is copied in userspace;
-//!    - (b) C and U in `SLUICE_SOCKS` with their `SLUICE_SPLICED` entries,
-//!      as for a tunnel: from now on the bypass feeds neither socket's
-//!      ingress queue, and sk_msg counts what is sent on C (`sent_bytes`:
-//!      the proxy's writes from here on and the kernel's redirected bytes,
-//!      once the kernel has actually written them);
-//!    - (c) U drained as a tunnel's direction is (`super::Direction`):
+//!    - (b) C in `SLUICE_TARGETS`, a SockHash with no program (the kernel's
+//!      writes on C then take the plain TCP send path; in `SLUICE_SOCKS`
+//!      each would run sk_msg and be copied once more), and U's
+//!      `SLUICE_SPLICED` entry naming C;
+//!    - (c) U given a wide receive buffer ([`widen_receive_buffer`] says
+//!      why), then drained as a tunnel's direction is (`super::Direction`):
 //!      non-blocking reads sized by `FIONREAD` plus 256 KiB, never past
 //!      the body's end, each written to C, until a read comes back short
 //!      (no skb is left half read). A body that ends while draining was
-//!      copied whole: U never entered, its entries go, and the connection
+//!      copied whole: U never entered, its entry goes, and the connection
 //!      goes back to the pool as usual;
-//!    - (d) `SLUICE_BUDGET[U]` = what is left of the body (`left`), then U
-//!      into `SLUICE_SPLICE`, kicked (`SO_RCVLOWAT` runs its data-ready
-//!      callback, so bytes that arrived since the short read go through the
-//!      verdict now, in order).
+//!    - (d) what C has queued so far noted ([`queued`]: `TCP_INFO`'s bytes
+//!      acknowledged plus `SIOCOUTQ`), `SLUICE_BUDGET[U]` = what is left of
+//!      the body (`left`), then U into `SLUICE_SPLICE`, kicked
+//!      (`SO_RCVLOWAT` runs its data-ready callback, so bytes that arrived
+//!      since the short read go through the verdict now, in order).
 //! 2. *Staying*: the verdict redirects each skb of U to C's egress while
 //!    the bytes redirected stay within `left`. The proxy waits on an epoll
 //!    set (U readable: the verdict passed bytes, or the backend closed; C
-//!    failed), with a timeout fitted to the rate at which the body moves.
-//! 3. *Leaving*: once `left` bytes are redirected and C's `sent_bytes`
-//!    has reached them (the kernel writes redirected bytes from a work
+//!    failed), with a timeout fitted to the rate at which the body moves,
+//!    and acknowledges on U at each look ([`ack_now`] says why).
+//! 3. *Leaving*: once `left` bytes are redirected and C has queued them
+//!    on top of what it had (the kernel writes redirected bytes from a work
 //!    queue, so the proxy waits for them to be on C before it writes
-//!    anything else there), the entries go, the reservation is released,
+//!    anything else there), U's entries go, the reservation is released,
 //!    and the caller closes U ([`BodySplice::Done`]). An skb that reaches
 //!    past the body (bytes the backend sent without a request) is passed
 //!    instead, and every later one too: the proxy waits until C has every
@@ -85,7 +87,10 @@
 //! backend's end of sluice's upstream connections is not recorded by
 //! sockops (`SLUICE_BACKEND_REPLIES`): a reply redirected by sk_msg into U's
 //! ingress queue would never reach the verdict (a backend writing a whole
-//! body at once put all of it there before the head was parsed).
+//! body at once put all of it there before the head was parsed; nginx's
+//! sendfile put it there page by page, so no threshold on a message's size
+//! keeps bodies out of the bypass). So no bypass feeds U, and entering
+//! needs no pause for a redirect under way.
 //!
 //! # Does it pay off?
 //!
