@@ -467,6 +467,61 @@ fn on_splices_a_response_to_a_slow_client() {
     assert!(kernel >= (BIG - BIG / 32) as f64, "{text}");
 }
 
+/// Clients that leave in the middle of a spliced 64 MiB body (closing
+/// with unread bytes: a reset) cost only their own exchange: the proxy
+/// ends the splice and both connections, gives the body's share of the
+/// kernel's bound back — five such bodies are more than the 256 MiB bound,
+/// so a leak would leave the next body to userspace — and the next client
+/// gets a whole body through the kernel.
+#[test]
+fn on_response_splice_survives_clients_that_leave_mid_body() {
+    require_root!();
+    let backend = big_backend();
+    let (files, port) = inputs("ebpf-response-leave", backend);
+    let sluice = Sluice::start(
+        &files,
+        port,
+        1,
+        &["--ebpf", "on", "--ebpf-splice-responses"],
+    );
+    for round in 0..5 {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(WAIT_READ)).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        writer
+            .write_all(b"GET / HTTP/1.1\r\nhost: big.example\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_ok_head(&mut reader), Some(BIG), "round {round}");
+        let mut buf = vec![0u8; 1 << 20];
+        reader.read_exact(&mut buf).unwrap();
+        drop(reader);
+        drop(writer);
+    }
+    let before = sum(
+        &sluice.metrics(),
+        "sluice_response_body_bytes_total",
+        &["path=\"kernel\""],
+    );
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(WAIT_READ)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    writer
+        .write_all(b"GET / HTTP/1.1\r\nhost: big.example\r\n\r\n")
+        .unwrap();
+    read_big_response(&mut reader, "after the leavers", 1 << 16, Duration::ZERO);
+    let text = sluice.wait_metrics("the last body through the kernel", |m| {
+        sum(m, "sluice_response_body_bytes_total", &["path=\"kernel\""]) - before
+            >= (BIG - BIG / 32) as f64
+    });
+    assert_eq!(
+        sum(&text, "sluice_ebpf_socket_errors_total", &[]),
+        0.0,
+        "{text}"
+    );
+}
+
 /// The binary run as `nobody`, with `--ebpf <mode>`; `None` when neither
 /// setpriv nor runuser exists.
 fn run_unprivileged(files: &[PathBuf], mode: &str, log: &Path) -> Option<std::process::Child> {
