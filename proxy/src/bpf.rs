@@ -1144,17 +1144,31 @@ fn recv_upto(fd: RawFd, buf: &mut Vec<u8>, max: usize, flags: libc::c_int) -> io
 /// runs the socket's data-ready callback (the stream verdict, once the
 /// socket is in the splice) when bytes are queued.
 fn kick(fd: RawFd) {
-    let one: libc::c_int = 1;
+    let _ = set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, 1);
+}
+
+/// `setsockopt` of an `int` option.
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: a valid pointer to a c_int for the call.
-    let _ = unsafe {
+    let r = unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVLOWAT,
-            std::ptr::from_ref(&one).cast(),
+            level,
+            option,
+            std::ptr::from_ref(&value).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// One direction of entering the splice: the bytes read from `from` that

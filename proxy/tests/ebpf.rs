@@ -332,6 +332,30 @@ fn off_serves_the_same_bytes_without_programs() {
     );
 }
 
+/// sluice with the response splice, on a backend of 64 MiB bodies.
+fn response_splice_sluice(tag: &str) -> (Sluice, u16) {
+    let backend = big_backend();
+    let (files, port) = inputs(tag, backend);
+    let sluice = Sluice::start(
+        &files,
+        port,
+        1,
+        &["--ebpf", "on", "--ebpf-splice-responses"],
+    );
+    (sluice, port)
+}
+
+/// A keep-alive client connection that has sent `requests` `GET /`s:
+/// its writing half and its buffered reading half.
+fn send_gets(port: u16, requests: usize) -> (TcpStream, BufReader<TcpStream>) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(WAIT_READ)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let request = b"GET / HTTP/1.1\r\nhost: big.example\r\n\r\n";
+    writer.write_all(&request.repeat(requests)).unwrap();
+    (writer, BufReader::new(stream))
+}
+
 /// Reads one 64 MiB response from `reader`, `chunk` bytes at a time with
 /// `pause` after each read, checking every byte.
 fn read_big_response(reader: &mut BufReader<TcpStream>, what: &str, chunk: usize, pause: Duration) {
@@ -391,30 +415,15 @@ fn response_body_bytes(sluice: &Sluice, bodies: usize, count: usize) -> (f64, f6
 #[test]
 fn on_splices_64mib_responses_in_the_kernel() {
     require_root!();
-    let backend = big_backend();
-    let (files, port) = inputs("ebpf-response-splice", backend);
-    let sluice = Sluice::start(
-        &files,
-        port,
-        1,
-        &["--ebpf", "on", "--ebpf-splice-responses"],
-    );
+    let (sluice, port) = response_splice_sluice("ebpf-response-splice");
     let log = sluice.log_text();
     assert!(log.contains("response bodies active"), "{log}");
     assert_eq!(get_big(port), BIG);
 
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let request = b"GET / HTTP/1.1\r\nhost: big.example\r\n\r\n";
-    writer.write_all(request).unwrap();
+    let (mut writer, mut reader) = send_gets(port, 1);
     read_big_response(&mut reader, "keep-alive 1", 1 << 16, Duration::ZERO);
-    writer
-        .write_all(&[&request[..], &request[..]].concat())
-        .unwrap();
+    let request = b"GET / HTTP/1.1\r\nhost: big.example\r\n\r\n";
+    writer.write_all(&request.repeat(2)).unwrap();
     read_big_response(&mut reader, "pipelined 1", 1 << 16, Duration::ZERO);
     read_big_response(&mut reader, "pipelined 2", 1 << 16, Duration::ZERO);
 
@@ -445,23 +454,8 @@ fn on_splices_64mib_responses_in_the_kernel() {
 #[test]
 fn on_splices_a_response_to_a_slow_client() {
     require_root!();
-    let backend = big_backend();
-    let (files, port) = inputs("ebpf-response-slow", backend);
-    let sluice = Sluice::start(
-        &files,
-        port,
-        1,
-        &["--ebpf", "on", "--ebpf-splice-responses"],
-    );
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    writer
-        .write_all(b"GET / HTTP/1.1\r\nhost: big.example\r\n\r\n")
-        .unwrap();
+    let (sluice, port) = response_splice_sluice("ebpf-response-slow");
+    let (_writer, mut reader) = send_gets(port, 1);
     read_big_response(&mut reader, "slow", 1 << 15, Duration::from_millis(1));
     let (kernel, _, text) = response_body_bytes(&sluice, BIG, 1);
     assert!(kernel >= (BIG - BIG / 32) as f64, "{text}");
@@ -476,22 +470,9 @@ fn on_splices_a_response_to_a_slow_client() {
 #[test]
 fn on_response_splice_survives_clients_that_leave_mid_body() {
     require_root!();
-    let backend = big_backend();
-    let (files, port) = inputs("ebpf-response-leave", backend);
-    let sluice = Sluice::start(
-        &files,
-        port,
-        1,
-        &["--ebpf", "on", "--ebpf-splice-responses"],
-    );
+    let (sluice, port) = response_splice_sluice("ebpf-response-leave");
     for round in 0..5 {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(WAIT_READ)).unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let mut reader = BufReader::new(stream);
-        writer
-            .write_all(b"GET / HTTP/1.1\r\nhost: big.example\r\n\r\n")
-            .unwrap();
+        let (writer, mut reader) = send_gets(port, 1);
         assert_eq!(read_ok_head(&mut reader), Some(BIG), "round {round}");
         let mut buf = vec![0u8; 1 << 20];
         reader.read_exact(&mut buf).unwrap();
@@ -503,13 +484,7 @@ fn on_response_splice_survives_clients_that_leave_mid_body() {
         "sluice_response_body_bytes_total",
         &["path=\"kernel\""],
     );
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(WAIT_READ)).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    writer
-        .write_all(b"GET / HTTP/1.1\r\nhost: big.example\r\n\r\n")
-        .unwrap();
+    let (_writer, mut reader) = send_gets(port, 1);
     read_big_response(&mut reader, "after the leavers", 1 << 16, Duration::ZERO);
     let text = sluice.wait_metrics("the last body through the kernel", |m| {
         sum(m, "sluice_response_body_bytes_total", &["path=\"kernel\""]) - before

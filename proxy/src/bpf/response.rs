@@ -110,7 +110,7 @@ use tokio_uring::net::TcpStream;
 
 use super::{
     EpollSet, SPLICE_DRAIN_READ, SPLICE_DRAIN_READ_MAX, SPLICER, Splicer, kick, receive_queued,
-    recv_upto, sock_key,
+    recv_upto, set_int_option, sock_key,
 };
 use crate::io::Conn;
 
@@ -261,21 +261,8 @@ pub async fn splice_response(upstream: &mut Conn, client: &TcpStream, rest: u64)
 /// while draining leaves it with a larger buffer, nothing worse.
 fn widen_receive_buffer(fd: RawFd) {
     let size = libc::c_int::try_from(SPLICE_RCVBUF).unwrap_or(libc::c_int::MAX);
-    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: a valid pointer to a c_int for the call.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                option,
-                std::ptr::from_ref(&size).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
-            return;
-        }
-    }
+    let _ = set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size)
+        .or_else(|_| set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size));
 }
 
 /// Sends U's delayed acknowledgement now, if one is pending
@@ -288,17 +275,7 @@ fn widen_receive_buffer(fd: RawFd) {
 /// taking them does not, so U's delayed acknowledgement (40 ms) would hold
 /// the end of every body.
 fn ack_now(fd: RawFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: a valid pointer to a c_int for the call.
-    let _ = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            std::ptr::from_ref(&one).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+    let _ = set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1);
 }
 
 /// A body's share of [`MAX_KERNEL_BYTES`], given back when dropped.
