@@ -15,6 +15,7 @@
 //!   than `chunked`, a missing or repeated Host. The head parser itself
 //!   rejects obs-fold, bare CR and bare LF.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use route_compiler::table::RequestView;
@@ -225,9 +226,15 @@ fn map_httparse(e: httparse::Error) -> CodecError {
 /// [`CodecError`] for anything that is not a strict HTTP/1.x head. `Ok(false)`
 /// means the head is not complete yet.
 pub fn parse_request(buf: &[u8], head: &mut Head) -> Result<bool, CodecError> {
-    let mut headers = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf).map_err(map_httparse)? {
+    // Uninitialized: httparse writes the fields it finds and hands back
+    // only those, so the 3.2 KB array is never zeroed per head.
+    let mut headers =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; DEFAULT_MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req
+        .parse_with_uninit_headers(buf, &mut headers)
+        .map_err(map_httparse)?
+    {
         httparse::Status::Complete(len) => len,
         // A request line that is already longer than any accepted target
         // is answered 414 without waiting for the rest of the head.
@@ -255,9 +262,14 @@ pub fn parse_request(buf: &[u8], head: &mut Head) -> Result<bool, CodecError> {
 ///
 /// As [`parse_request`].
 pub fn parse_response(buf: &[u8], head: &mut Head) -> Result<bool, CodecError> {
-    let mut headers = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut headers);
-    let len = match res.parse(buf).map_err(map_httparse)? {
+    // Uninitialized, as in `parse_request`.
+    let mut headers =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; DEFAULT_MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut headers)
+        .map_err(map_httparse)?
+    {
         httparse::Status::Complete(len) => len,
         httparse::Status::Partial => return Ok(false),
     };
