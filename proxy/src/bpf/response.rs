@@ -632,3 +632,23 @@ impl Splicer {
             .remove(ukey);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's share is bounded over all bodies and given back when a
+    /// body is through (one test: the counter is process-wide).
+    #[test]
+    fn reservations_are_bounded_and_given_back() {
+        let half = MAX_KERNEL_BYTES / 2;
+        let a = Reservation::take(half).expect("half of the bound fits");
+        let b = Reservation::take(half).expect("the other half fits");
+        assert!(Reservation::take(1).is_none(), "the bound is full");
+        drop(a);
+        let c = Reservation::take(half).expect("what a dropped one gave back fits");
+        assert!(Reservation::take(u64::MAX).is_none(), "no overflow");
+        drop((b, c));
+        assert_eq!(KERNEL_HELD.load(Ordering::Acquire), 0);
+    }
+}
