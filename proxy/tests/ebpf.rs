@@ -53,9 +53,16 @@ fn body_byte(i: usize) -> u8 {
 /// A backend on 127.0.0.1 that answers every request with `BIG` bytes of
 /// [`body_byte`] (Content-Length, keep-alive).
 fn big_backend() -> u16 {
+    big_backend_with_tail(b"")
+}
+
+/// [`big_backend`], writing `tail` right after each body, in the same
+/// write: bytes no request asked for.
+fn big_backend_with_tail(tail: &'static [u8]) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let body: Vec<u8> = (0..BIG).map(body_byte).collect();
+    let mut body: Vec<u8> = (0..BIG).map(body_byte).collect();
+    body.extend_from_slice(tail);
     let body = std::sync::Arc::new(body);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -77,7 +84,7 @@ fn big_backend() -> u16 {
                     }
                     let head = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
-                        body.len()
+                        BIG
                     );
                     if writer.write_all(head.as_bytes()).is_err()
                         || writer.write_all(&body).is_err()
@@ -334,7 +341,11 @@ fn off_serves_the_same_bytes_without_programs() {
 
 /// sluice with the response splice, on a backend of 64 MiB bodies.
 fn response_splice_sluice(tag: &str) -> (Sluice, u16) {
-    let backend = big_backend();
+    response_splice_sluice_on(tag, big_backend())
+}
+
+/// sluice with the response splice, on `backend`.
+fn response_splice_sluice_on(tag: &str, backend: u16) -> (Sluice, u16) {
     let (files, port) = inputs(tag, backend);
     let sluice = Sluice::start(
         &files,
@@ -459,6 +470,24 @@ fn on_splices_a_response_to_a_slow_client() {
     read_big_response(&mut reader, "slow", 1 << 15, Duration::from_millis(1));
     let (kernel, _, text) = response_body_bytes(&sluice, BIG, 1);
     assert!(kernel >= (BIG - BIG / 32) as f64, "{text}");
+}
+
+/// A backend that writes bytes past a spliced body, in the same write:
+/// the kernel stops at the body's end (the budget), the client gets the
+/// body and nothing else — its next request on the same connection is
+/// answered as usual — and the stray bytes never reach it.
+#[test]
+fn on_response_splice_stops_at_the_body_end() {
+    require_root!();
+    let backend = big_backend_with_tail(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray");
+    let (sluice, port) = response_splice_sluice_on("ebpf-response-tail", backend);
+    let (mut writer, mut reader) = send_gets(port, 1);
+    read_big_response(&mut reader, "first", 1 << 16, Duration::ZERO);
+    let request = b"GET / HTTP/1.1\r\nhost: big.example\r\n\r\n";
+    writer.write_all(request).unwrap();
+    read_big_response(&mut reader, "second", 1 << 16, Duration::ZERO);
+    let (kernel, _, text) = response_body_bytes(&sluice, 2 * BIG, 2);
+    assert!(kernel > 0.0, "{text}");
 }
 
 /// Clients that leave in the middle of a spliced 64 MiB body (closing

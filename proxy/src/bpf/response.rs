@@ -57,8 +57,8 @@
 //!    and the caller closes U ([`BodySplice::Done`]). An skb that reaches
 //!    past the body (bytes the backend sent without a request) is passed
 //!    instead, and every later one too: the proxy waits until C has every
-//!    redirected byte, copies from U what belongs to the body, and ends
-//!    the same way.
+//!    redirected byte, and the caller copies from U what is left of the
+//!    body ([`BodySplice::Rest`]), then closes U the same way.
 //! 4. *Failures*: the backend closing before the end, or C failing, ends
 //!    both connections, as in the userspace copy; so does a body whose bytes
 //!    make no progress for [`STALL_TIMEOUT`].
@@ -180,6 +180,10 @@ pub enum BodySplice {
     /// Every byte is on the client socket; the backend connection must be
     /// closed (it stays in the verdict's map).
     Done,
+    /// The first bytes are on the client socket; the caller copies the
+    /// last `n` from the backend connection (its reads return what the
+    /// verdict passed, in order), then closes it.
+    Rest(u64),
     /// The backend connection failed or closed before the end.
     UpstreamFailed(io::Error),
     /// The client connection failed.
@@ -227,23 +231,25 @@ pub async fn splice_response(upstream: &mut Conn, client: &TcpStream, rest: u64)
         cfd,
         left: rest,
         drained: 0,
-        copied: 0,
         base: 0,
     };
     let t0 = Instant::now();
     let entered = body.enter(client).await;
     let t1 = Instant::now();
     let outcome = match entered {
-        Ok(true) => body.stay(client).await,
+        Ok(true) => body.stay().await,
         Ok(false) => BodySplice::Copied,
         Err(outcome) => outcome,
     };
     tracing::debug!(target: "sluice::bpf", enter_us = (t1 - t0).as_micros() as u64, stay_us = t1.elapsed().as_micros() as u64, drained = body.drained, left = body.left, ?outcome, "eBPF response splice: body");
     splicer.forget_response(&ukey);
-    if matches!(outcome, BodySplice::Done) {
-        KERNEL_BYTES.fetch_add(body.left - body.copied, Ordering::Relaxed);
-    }
-    USERSPACE_BYTES.fetch_add(body.drained + body.copied, Ordering::Relaxed);
+    let kernel = match outcome {
+        BodySplice::Done => body.left,
+        BodySplice::Rest(n) => body.left - n,
+        _ => 0,
+    };
+    KERNEL_BYTES.fetch_add(kernel, Ordering::Relaxed);
+    USERSPACE_BYTES.fetch_add(body.drained, Ordering::Relaxed);
     outcome
 }
 
@@ -306,12 +312,10 @@ struct Body<'a> {
     ufd: RawFd,
     cfd: RawFd,
     /// Body bytes not copied while entering: the kernel's part (less what
-    /// the proxy copies if the verdict passes bytes).
+    /// the caller copies if the verdict passes bytes).
     left: u64,
     /// Body bytes copied while entering.
     drained: u64,
-    /// Body bytes the verdict passed that the proxy copied.
-    copied: u64,
     /// [`queued`] on C when U entered the splice.
     base: u64,
 }
@@ -321,8 +325,7 @@ struct Body<'a> {
 struct Progress {
     /// Bytes the verdict redirected from U.
     redirected: u64,
-    /// Bytes written on C since entering (the kernel's redirected ones, and
-    /// any the proxy copied).
+    /// Bytes written on C since entering (the kernel's redirected ones).
     on_client: u64,
     /// Bytes the verdict passed to U's own receive path.
     passed: u64,
@@ -403,7 +406,7 @@ impl Body<'_> {
     }
 
     /// Steps 2 to 4: waits for the kernel to carry the body.
-    async fn stay(&mut self, client: &TcpStream) -> BodySplice {
+    async fn stay(&mut self) -> BodySplice {
         /// Index of U in the epoll set.
         const UPSTREAM: usize = 0;
         let mut watch = match EpollSet::new(&[(self.ufd, libc::EPOLLIN as u32), (self.cfd, 0)]) {
@@ -450,8 +453,13 @@ impl Body<'_> {
                 return BodySplice::Done;
             }
             if p.passed > 0 {
-                // Bytes past the body's budget: `p.redirected` is final.
-                return self.finish(client, p.redirected).await;
+                // An skb past the body's budget (step 3): `p.redirected` is
+                // final, and the rest is the caller's once C has every
+                // redirected byte.
+                return match self.flushed(p.redirected).await {
+                    Ok(()) => BodySplice::Rest(self.left - p.redirected),
+                    Err(e) => BodySplice::ClientFailed(e),
+                };
             }
             if upstream_readable && p.redirected < self.left {
                 // Nothing passed: the backend's FIN (or an error) before
@@ -487,52 +495,6 @@ impl Body<'_> {
                 check = (check * 2).min(CHECK_MAX);
             }
         }
-    }
-
-    /// The verdict passed an skb that reaches past the body (step 3):
-    /// once C has every redirected byte, copies from U what is left of the
-    /// body.
-    async fn finish(&mut self, client: &TcpStream, redirected: u64) -> BodySplice {
-        if let Err(e) = self.flushed(redirected).await {
-            return BodySplice::ClientFailed(e);
-        }
-        let mut want = self.left - redirected;
-        let mut buf = Vec::new();
-        let mut last = Instant::now();
-        while want > 0 {
-            let n = usize::try_from(want)
-                .unwrap_or(usize::MAX)
-                .min(SPLICE_DRAIN_READ);
-            if buf.capacity() < n {
-                buf = Vec::with_capacity(n);
-            }
-            match recv_upto(self.ufd, &mut buf, n, 0) {
-                Ok(0) => {
-                    return BodySplice::UpstreamFailed(io::Error::from(
-                        io::ErrorKind::UnexpectedEof,
-                    ));
-                }
-                Ok(got) => {
-                    if let Err(e) = crate::io::write_all(client, &mut buf).await {
-                        return BodySplice::ClientFailed(e);
-                    }
-                    want -= got as u64;
-                    self.copied += got as u64;
-                    last = Instant::now();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if last.elapsed() >= STALL_TIMEOUT {
-                        return BodySplice::UpstreamFailed(io::Error::from(
-                            io::ErrorKind::TimedOut,
-                        ));
-                    }
-                    // Still on its way into U's queue.
-                    tokio::time::sleep(CHECK_MIN).await;
-                }
-                Err(e) => return BodySplice::UpstreamFailed(e),
-            }
-        }
-        BodySplice::Done
     }
 
     /// Waits until C has taken the first `handed` bytes since entering (the

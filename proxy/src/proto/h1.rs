@@ -373,13 +373,9 @@ async fn proxy(
             match write_head(to, out).await {
                 Ok(()) if n > take as u64 => {
                     let rest = n - take as u64;
-                    match copy_response_body(worker, &mut upstream, to, rest).await {
-                        Ok(reusable) => {
-                            upstream_keep &= reusable;
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    }
+                    copy_response_body(worker, &mut upstream, to, rest)
+                        .await
+                        .map(|reusable| upstream_keep &= reusable)
                 }
                 r => r,
             }
@@ -442,8 +438,8 @@ async fn proxy(
 /// Moves the last `rest` bytes of a Content-Length response body from the
 /// backend to the client: through the kernel when the response splice
 /// takes them ([`bpf::splice_response`](crate::bpf::splice_response)),
-/// else in userspace. `Ok(false)` when the kernel took part of it: the
-/// backend connection must then be closed.
+/// else (and for what it leaves) in userspace. `Ok(false)` when the kernel
+/// took part of it: the backend connection must then be closed.
 async fn copy_response_body(
     worker: &Worker,
     upstream: &mut Conn,
@@ -451,19 +447,27 @@ async fn copy_response_body(
     rest: u64,
 ) -> Result<bool, Error> {
     use crate::bpf::{BodySplice, response};
-    match crate::bpf::splice_response(upstream, to, rest).await {
-        BodySplice::NotTaken => {}
+    let (userspace, reusable) = match crate::bpf::splice_response(upstream, to, rest).await {
+        BodySplice::NotTaken => (rest, true),
         BodySplice::Copied => return Ok(true),
         BodySplice::Done => return Ok(false),
+        BodySplice::Rest(n) => (n, false),
         BodySplice::UpstreamFailed(e) => return Err(Error::new_io(RESPONSE.read, e)),
         BodySplice::ClientFailed(e) => return Err(Error::new_io(RESPONSE.write, e)),
-    }
+    };
     if rest >= response::RESPONSE_SPLICE_MIN {
-        response::count_userspace(rest);
+        response::count_userspace(userspace);
     }
-    copy_length(&worker.bufs, upstream, to, rest, RESPONSE, &mut Tee::none())
-        .await
-        .map(|()| true)
+    copy_length(
+        &worker.bufs,
+        upstream,
+        to,
+        userspace,
+        RESPONSE,
+        &mut Tee::none(),
+    )
+    .await
+    .map(|()| reusable)
 }
 
 /// Writes the response head in `out` (and the body bytes after it) to the
