@@ -44,8 +44,11 @@ impl<T: BoundedBufMut> Op<Recv<T>> {
                 |recv| {
                     let ptr = recv.buf.stable_mut_ptr();
                     let len = recv.buf.bytes_total();
-                    let mut sqe =
-                        opcode::Recv::new(types::Fd(fd.raw_fd()), ptr, len as _).build();
+                    // The registered file if the fd has a slot (sluice).
+                    let mut sqe = match fd.fixed_slot() {
+                        Some(slot) => opcode::Recv::new(types::Fixed(slot), ptr, len as _).build(),
+                        None => opcode::Recv::new(types::Fd(fd.raw_fd()), ptr, len as _).build(),
+                    };
                     if poll_first {
                         set_ioprio(&mut sqe, IORING_RECVSEND_POLL_FIRST);
                     }

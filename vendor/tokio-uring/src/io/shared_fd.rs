@@ -9,6 +9,8 @@ use std::{
 };
 
 use crate::runtime::driver::op::Op;
+use crate::runtime::driver::FixedSlot;
+use crate::runtime::CONTEXT;
 
 // Tracks in-flight operations on a file descriptor. Ensures all in-flight
 // operations complete before submitting the close.
@@ -26,6 +28,10 @@ pub(crate) struct SharedFd {
 struct Inner {
     // Open file descriptor
     fd: RawFd,
+
+    // The registered-file slot that also holds the file, if any (sluice):
+    // dropped (cleared) before `fd` is closed.
+    fixed: Option<FixedSlot>,
 
     // Track the sharing state of the file descriptor:
     // normal, being waited on to allow a close by the parent's owner, or already closed.
@@ -48,6 +54,7 @@ impl SharedFd {
         SharedFd {
             inner: Rc::new(Inner {
                 fd,
+                fixed: None,
                 state: RefCell::new(State::Init),
             }),
         }
@@ -56,6 +63,25 @@ impl SharedFd {
     /// Returns the RawFd
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.inner.fd
+    }
+
+    /// The registered-file slot that refers to this fd's file, for
+    /// `types::Fixed` (sluice).
+    pub(crate) fn fixed_slot(&self) -> Option<u32> {
+        self.inner.fixed.as_ref().map(FixedSlot::index)
+    }
+
+    /// Puts the fd into a free slot of the current runtime's registered
+    /// file table, if there is one; otherwise the fd stays plain. Only
+    /// while this is the fd's only handle (just after it was made).
+    pub(crate) fn register_fixed(&mut self) {
+        if let Some(inner) = Rc::get_mut(&mut self.inner) {
+            if inner.fixed.is_none() {
+                inner.fixed = CONTEXT
+                    .with(|cx| cx.files())
+                    .and_then(|files| files.install(inner.fd));
+            }
+        }
     }
 
     /// An FD cannot be closed until all in-flight operation have completed.
@@ -121,6 +147,8 @@ impl Inner {
 
             *state = State::Closed;
         }
+        // The slot is cleared before the fd is closed.
+        self.fixed = None;
         Op::close(self.fd)?.await
     }
 }
@@ -150,11 +178,11 @@ impl Drop for Inner {
         // If the inner state isn't `Closed`, the user hasn't called close().await
         // so do it synchronously.
 
-        let state = self.state.borrow_mut();
-
-        if let State::Closed = *state {
+        if let State::Closed = *self.state.get_mut() {
             return;
         }
+        // The slot is cleared before the fd is closed.
+        self.fixed = None;
         let _ = unsafe { std::fs::File::from_raw_fd(self.fd) };
     }
 }

@@ -38,7 +38,8 @@ impl<T> OneshotOutputTransform for WriteTransform<T> {
 impl<T: BoundedBuf> UnsubmittedWrite<T> {
     /// `IORING_OP_SEND` on a connected socket (added for sluice): the
     /// socket path, without the file write path's checks. `MSG_NOSIGNAL`:
-    /// a closed peer is an `EPIPE` result, never a signal.
+    /// a closed peer is an `EPIPE` result, never a signal. Names the
+    /// registered file if the fd has a slot.
     pub(crate) fn send(fd: &SharedFd, buf: T) -> Self {
         use io_uring::{opcode, types};
 
@@ -53,9 +54,15 @@ impl<T: BoundedBuf> UnsubmittedWrite<T> {
             WriteTransform {
                 _phantom: PhantomData,
             },
-            opcode::Send::new(types::Fd(fd.raw_fd()), ptr, len as _)
-                .flags(libc::MSG_NOSIGNAL)
-                .build(),
+            // The registered file if the fd has a slot (sluice).
+            match fd.fixed_slot() {
+                Some(slot) => opcode::Send::new(types::Fixed(slot), ptr, len as _)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build(),
+                None => opcode::Send::new(types::Fd(fd.raw_fd()), ptr, len as _)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build(),
+            },
         )
     }
 

@@ -1,6 +1,7 @@
 use crate::runtime::driver;
-use crate::runtime::driver::{Handle, WeakHandle};
+use crate::runtime::driver::{FileTable, Handle, WeakHandle};
 use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Owns the driver and resides in thread-local storage.
 pub(crate) struct RuntimeContext {
@@ -43,6 +44,12 @@ impl RuntimeContext {
 
     pub(crate) fn handle(&self) -> Option<Handle> {
         self.driver.borrow().clone()
+    }
+
+    /// The current driver's registered file table, if it has one and is
+    /// not borrowed (sluice).
+    pub(crate) fn files(&self) -> Option<Rc<FileTable>> {
+        self.driver.try_borrow().ok()?.as_ref()?.files()
     }
 
     #[allow(dead_code)]

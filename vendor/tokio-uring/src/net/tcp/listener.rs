@@ -127,7 +127,9 @@ impl TcpListener {
     ///
     /// [`TcpStream`]: struct@crate::net::TcpStream
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (socket, socket_addr) = self.inner.accept().await?;
+        let (mut socket, socket_addr) = self.inner.accept().await?;
+        // Receives and sends use a registered file if a slot is free (sluice).
+        socket.fd.register_fixed();
         let stream = TcpStream { inner: socket };
         let socket_addr = socket_addr.ok_or_else(|| {
             io::Error::new(io::ErrorKind::Other, "Could not get socket IP address")

@@ -46,8 +46,10 @@ pub struct TcpStream {
 impl TcpStream {
     /// Opens a TCP connection to a remote host at the given `SocketAddr`
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-        let socket = Socket::new(addr, libc::SOCK_STREAM)?;
+        let mut socket = Socket::new(addr, libc::SOCK_STREAM)?;
         socket.connect(socket2::SockAddr::from(addr)).await?;
+        // Receives and sends use a registered file if a slot is free (sluice).
+        socket.fd.register_fixed();
         let tcp_stream = TcpStream { inner: socket };
         Ok(tcp_stream)
     }
@@ -63,7 +65,9 @@ impl TcpStream {
     /// configure a socket before it's handed off, such as setting options like
     /// `reuse_address` or binding to multiple addresses.
     pub fn from_std(socket: std::net::TcpStream) -> Self {
-        let inner = Socket::from_std(socket);
+        let mut inner = Socket::from_std(socket);
+        // Receives and sends use a registered file if a slot is free (sluice).
+        inner.fd.register_fixed();
         Self { inner }
     }
 

@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 
 use crate::buf::fixed::FixedBuffers;
 use crate::runtime::driver::op::{Completable, MultiCQEFuture, Op, Updateable};
-use crate::runtime::driver::Driver;
+use crate::runtime::driver::{Driver, FileTable};
 
 #[derive(Clone)]
 pub(crate) struct Handle {
@@ -39,6 +39,12 @@ impl Handle {
         Ok(Self {
             inner: Rc::new(RefCell::new(Driver::new(b)?)),
         })
+    }
+
+    /// The ring's registered file table, if it has one and the driver is
+    /// not borrowed (sluice).
+    pub(crate) fn files(&self) -> Option<Rc<FileTable>> {
+        self.inner.try_borrow().ok()?.files().cloned()
     }
 
     pub(crate) fn dispatch_completions(&self) {

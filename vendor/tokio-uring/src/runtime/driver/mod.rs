@@ -9,8 +9,10 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::{io, mem};
 
+pub(crate) use files::{FileTable, FixedSlot};
 pub(crate) use handle::*;
 
+mod files;
 mod handle;
 pub(crate) mod op;
 
@@ -25,6 +27,9 @@ pub(crate) struct Driver {
     /// Ensures that the buffers are not dropped until
     /// after the io-uring runtime has terminated.
     fixed_buffers: Option<Rc<RefCell<dyn FixedBuffers>>>,
+
+    /// The ring's registered file table, if the kernel took one (sluice).
+    files: Option<Rc<FileTable>>,
 }
 
 struct Ops {
@@ -39,12 +44,19 @@ struct Ops {
 impl Driver {
     pub(crate) fn new(b: &crate::Builder) -> io::Result<Driver> {
         let uring = b.urb.build(b.entries)?;
+        let files = FileTable::register(&uring);
 
         Ok(Driver {
             ops: Ops::new(),
             uring,
             fixed_buffers: None,
+            files,
         })
+    }
+
+    /// The ring's registered file table (sluice).
+    pub(crate) fn files(&self) -> Option<&Rc<FileTable>> {
+        self.files.as_ref()
     }
 
     fn wait(&self) -> io::Result<usize> {
@@ -457,6 +469,12 @@ impl Drop for Driver {
                     id += 1;
                 }
             }
+        }
+
+        // Every operation has completed: the ring (and with it its file
+        // table) closes next, so slots are not cleared any more.
+        if let Some(files) = &self.files {
+            files.detach();
         }
     }
 }
