@@ -14,6 +14,7 @@
 //! | [`mirror`] | RequestMirror: bounded, never-blocking copies of requests |
 //! | [`upstream`] | backend choice, the per-worker keep-alive pool, HTTP/1.1 answers, h2c connections |
 //! | [`io`] | buffered io_uring connections, buffer pool |
+//! | [`clock`] | the coarse clock and lazy timer of the request path |
 //! | [`error`] | errors that say whose fault they are |
 //! | [`metrics`] | per-worker counters, aggregated and encoded at scrape time |
 //! | [`admin`] | the admin listener: `/metrics`, `/routes`, `/healthz` |
@@ -23,6 +24,7 @@
 
 pub mod admin;
 pub mod bpf;
+pub mod clock;
 pub mod codec;
 pub mod demo;
 pub mod error;

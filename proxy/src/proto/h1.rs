@@ -37,6 +37,7 @@ use route_compiler::route::{Rule, UpstreamProtocol};
 use route_compiler::table::RequestView;
 use tokio_uring::net::TcpStream;
 
+use crate::clock::{LazyTimer, TimedOut};
 use crate::codec::h1::{self, CHUNKED_END, ChunkedDecoder, CodecError, Framing, Head, Request};
 use crate::error::{Error, Kind, Side};
 use crate::filter::Fields;
@@ -62,11 +63,17 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, client: SocketAddr, po
 /// worker's pool once a head is in and given back after the answer.
 pub async fn serve_conn(worker: Rc<Worker>, mut conn: Conn, client: SocketAddr, port: u16) {
     let mut head = Head::default();
+    // One header timer for the connection, moved on by each request rather
+    // than one timer a request (see `clock`).
+    let mut header_timer = LazyTimer::new(worker.config.header_timeout);
     loop {
         let mut started = false;
-        let read = read_head(&worker, &mut conn, &mut head, &mut started);
-        let read = tokio::time::timeout(worker.config.header_timeout, read);
-        let read = worker.unless_draining(read, Ok(Ok(false))).await; // idle: close on drain
+        header_timer.restart();
+        let read = {
+            let read = std::pin::pin!(read_head(&worker, &mut conn, &mut head, &mut started));
+            let read = header_timer.bound(read);
+            worker.unless_draining(read, Ok(Ok(false))).await // idle: close on drain
+        };
         let mut out = worker.bufs.get_small();
         let read = Read {
             result: read,
@@ -126,7 +133,7 @@ async fn read_head(
 /// How waiting for a request head ended: the head read (or its error,
 /// or the header timeout), and whether a byte of it had arrived.
 struct Read {
-    result: Result<Result<bool, Error>, tokio::time::error::Elapsed>,
+    result: Result<Result<bool, Error>, TimedOut>,
     started: bool,
 }
 

@@ -9,12 +9,14 @@
 //!   response; the borrow of the map is never held across an `await`.
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::clock::coarse_ms;
+use crate::io::Conn;
+
 /// Keyed by backend addresses from the route table: a fast hasher.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-use crate::io::Conn;
 
 /// Most idle connections kept per backend address. An h2c client
 /// connection can have up to 256 streams (and a worker many such
@@ -27,10 +29,15 @@ pub const DEFAULT_MAX_IDLE_PER_ADDR: usize = 1024;
 /// staying below that avoids most races with their close).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// [`DEFAULT_IDLE_TIMEOUT`] on the coarse clock the pool keeps time by
+/// (expiry needs seconds, and the precise clock is read twice a request).
+const IDLE_TIMEOUT_MS: u64 = DEFAULT_IDLE_TIMEOUT.as_secs() * 1000;
+
 #[derive(Debug)]
 struct Idle {
     conn: Conn,
-    since: Instant,
+    /// When it went idle, in [`coarse_ms`].
+    since_ms: u64,
 }
 
 /// Idle backend connections of one worker.
@@ -44,8 +51,9 @@ impl Pool {
     pub fn take(&self, addr: SocketAddr) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
+        let now = coarse_ms();
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < DEFAULT_IDLE_TIMEOUT {
+            if now.saturating_sub(entry.since_ms) < IDLE_TIMEOUT_MS {
                 return Some(entry.conn);
             }
         }
@@ -63,16 +71,19 @@ impl Pool {
         // Entries are pushed in time order: the expired ones are a prefix,
         // usually empty, so it is walked from the front (one comparison in
         // the common case; each expired entry is walked once, when it goes).
-        let now = Instant::now();
+        let now = coarse_ms();
         let expired = list
             .iter()
-            .take_while(|e| now.duration_since(e.since) >= DEFAULT_IDLE_TIMEOUT)
+            .take_while(|e| now.saturating_sub(e.since_ms) >= IDLE_TIMEOUT_MS)
             .count();
         if expired > 0 {
             list.drain(..expired);
         }
         if list.len() < DEFAULT_MAX_IDLE_PER_ADDR {
-            list.push(Idle { conn, since: now });
+            list.push(Idle {
+                conn,
+                since_ms: now,
+            });
         }
     }
 
