@@ -148,14 +148,18 @@ impl Future for Drained<'_> {
             return Poll::Ready(());
         }
         let mut waiters = self.drain.waiters.borrow_mut();
-        let waker = Some(cx.waker().clone());
         match self.slot {
             Some(i) => {
-                if let Some(slot) = waiters.slots.get_mut(i) {
-                    *slot = waker;
+                // Polled again by the same task (the usual case): the waker
+                // kept is still the right one, no clone needed.
+                if let Some(slot) = waiters.slots.get_mut(i)
+                    && !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    *slot = Some(cx.waker().clone());
                 }
             }
             None => {
+                let waker = Some(cx.waker().clone());
                 let i = match waiters.free.pop() {
                     Some(i) => {
                         waiters.slots[i] = waker;

@@ -940,6 +940,7 @@ async fn forward_h2(
     };
     let download = async {
         let response = tokio::select! {
+            biased;
             r = response => r.map_err(|_| Failure::BeforeResponse(Error::new(Kind::UpstreamIo)))?,
             _ = poll_fn(|cx| respond.poll_reset(cx)) => return Err(Failure::ClientReset),
         };
@@ -1012,13 +1013,17 @@ async fn forward_h1(
     // state is part of every stream's task.
     let (h, b, r) = (&mut head, &mut body, &mut resp);
     let mut upstream = match deadline {
+        // Biased: the exchange first (no per-poll random draw); a reset
+        // is still seen at the next wake.
         Some(limit) => tokio::select! {
+            biased;
             r = tokio::time::timeout(limit, exchange_h1(worker, addr, h, framing, b, r, tee)) => {
                 r.unwrap_or_else(|_| Err(Failure::BeforeResponse(Error::new(Kind::UpstreamTimeout))))?
             }
             _ = poll_fn(|cx| respond.poll_reset(cx)) => return Err(Failure::ClientReset),
         },
         None => tokio::select! {
+            biased;
             r = exchange_h1(worker, addr, h, framing, b, r, tee) => r?,
             _ = poll_fn(|cx| respond.poll_reset(cx)) => return Err(Failure::ClientReset),
         },
