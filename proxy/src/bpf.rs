@@ -1034,21 +1034,23 @@ impl Splicer {
             let _ = splice.remove(a);
             let _ = splice.remove(b);
         }
-        self.forget_entries(a, b);
+        self.forget_entries(&[*a, *b]);
     }
 
-    /// Forgets both sockets' entries (`SLUICE_SPLICED`, `SLUICE_BUDGET`),
+    /// Forgets the sockets' entries (`SLUICE_SPLICED`, `SLUICE_BUDGET`),
     /// leaving them in `SLUICE_SPLICE`: the verdict passes a socket's bytes
     /// to its own receive path once its entry is gone.
-    fn forget_entries(&self, a: &SockKey, b: &SockKey) {
+    fn forget_entries(&self, keys: &[SockKey]) {
         {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            let _ = state.remove(a);
-            let _ = state.remove(b);
+            for key in keys {
+                let _ = state.remove(key);
+            }
         }
         let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = budget.remove(a);
-        let _ = budget.remove(b);
+        for key in keys {
+            let _ = budget.remove(key);
+        }
     }
 }
 

@@ -125,15 +125,15 @@ static SPLICE: SockHash<SockKey> = SockHash::with_max_entries(common::SPLICE_MAX
 #[map(name = "SLUICE_SPLICED")]
 static SPLICED: HashMap<SockKey, SpliceState> =
     HashMap::with_max_entries(common::SPLICE_MAX_ENTRIES, 0);
-/// A spliced socket → the most bytes the verdict may redirect from it
-/// (written by the loader before the socket enters `SPLICE`; no entry: no
-/// bound).
 /// Client sockets a response body is redirected to (inserted by the
 /// loader). No program is attached, so the kernel writes the body on them
 /// through the plain TCP send path; [`SOCKS`] would run sk_msg on every
 /// write (and copy it).
 #[map(name = "SLUICE_TARGETS")]
 static TARGETS: SockHash<SockKey> = SockHash::with_max_entries(common::SPLICE_MAX_ENTRIES, 0);
+/// A spliced socket → the most bytes the verdict may redirect from it
+/// (written by the loader before the socket enters `SPLICE`; no entry: no
+/// bound).
 #[map(name = "SLUICE_BUDGET")]
 static BUDGET: HashMap<SockKey, u64> = HashMap::with_max_entries(common::SPLICE_MAX_ENTRIES, 0);
 /// Per CPU: when a warning was last logged (rate limit).

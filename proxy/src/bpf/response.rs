@@ -180,9 +180,10 @@ pub enum BodySplice {
     /// Every byte is on the client socket; the backend connection must be
     /// closed (it stays in the verdict's map).
     Done,
-    /// The first bytes are on the client socket; the caller copies the
-    /// last `n` from the backend connection (its reads return what the
-    /// verdict passed, in order), then closes it.
+    /// The first bytes are on the client socket (through the kernel, or
+    /// copied while entering when U could not enter after all); the caller
+    /// copies the last `n` from the backend connection (its reads return
+    /// what the verdict passed, in order), then closes it.
     Rest(u64),
     /// The backend connection failed or closed before the end.
     UpstreamFailed(io::Error),
@@ -381,18 +382,29 @@ impl Body<'_> {
             .insert(self.ukey, self.left, 0);
         if let Err(e) = budget {
             tracing::debug!(target: "sluice::bpf", "eBPF response splice: cannot set a budget: {e}");
-            return Err(BodySplice::NotTaken);
+            return Err(self.not_entered());
         }
         // Every write so far has completed: C has queued all of it.
         let Some(base) = queued(self.cfd) else {
-            return Err(BodySplice::NotTaken);
+            return Err(self.not_entered());
         };
         self.base = base;
         if !self.splicer.enter(self.ukey, self.ufd) {
-            return Err(BodySplice::NotTaken);
+            return Err(self.not_entered());
         }
         kick(self.ufd);
         Ok(true)
+    }
+
+    /// The answer when U cannot enter the splice after the drain: the body
+    /// is the caller's again, less what the drain already wrote on C (then
+    /// the caller copies the rest and closes U, as after a splice).
+    fn not_entered(&self) -> BodySplice {
+        if self.drained == 0 {
+            BodySplice::NotTaken
+        } else {
+            BodySplice::Rest(self.left)
+        }
     }
 
     /// Reads U's entry and what C has queued.
@@ -582,16 +594,7 @@ impl Splicer {
     /// Forgets U's entries (`SLUICE_SPLICED`, `SLUICE_BUDGET`); U stays in
     /// `SLUICE_SPLICE` until it is closed (see the module docs).
     fn forget_response(&self, ukey: &SockKey) {
-        let _ = self
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(ukey);
-        let _ = self
-            .budget
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(ukey);
+        self.forget_entries(&[*ukey]);
     }
 }
 
