@@ -15,6 +15,7 @@
 //! | [`upstream`] | backend choice, the per-worker keep-alive pool, HTTP/1.1 answers, h2c connections |
 //! | [`io`] | buffered io_uring connections, buffer pool |
 //! | [`clock`] | the coarse clock and lazy timer of the request path |
+//! | [`subtasks`] | futures run by the task that owns them (an h2 connection's streams) |
 //! | [`error`] | errors that say whose fault they are |
 //! | [`metrics`] | per-worker counters, aggregated and encoded at scrape time |
 //! | [`admin`] | the admin listener: `/metrics`, `/routes`, `/healthz` |
@@ -37,4 +38,5 @@ pub mod proto;
 pub mod reload;
 pub mod runtime;
 pub mod snapshot;
+pub mod subtasks;
 pub mod upstream;

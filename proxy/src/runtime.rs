@@ -133,9 +133,9 @@ impl Drain {
     }
 }
 
-/// Resolves when its worker starts draining.
+/// Resolves when its worker starts draining ([`Worker::drain_signal`]).
 #[derive(Debug)]
-struct Drained<'a> {
+pub struct Drained<'a> {
     drain: &'a Drain,
     slot: Option<usize>,
 }
@@ -219,13 +219,19 @@ impl Worker {
         self.drain.draining.get()
     }
 
-    /// Resolves when this worker starts draining (at once if it is).
-    pub async fn drained(&self) {
+    /// A future that resolves when this worker starts draining, for a
+    /// caller that polls it by hand (it may be polled again after it
+    /// resolved; it stays resolved).
+    pub fn drain_signal(&self) -> Drained<'_> {
         Drained {
             drain: &self.drain,
             slot: None,
         }
-        .await;
+    }
+
+    /// Resolves when this worker starts draining (at once if it is).
+    pub async fn drained(&self) {
+        self.drain_signal().await;
     }
 
     /// Runs `fut` (a wait for the next request on an idle connection) until

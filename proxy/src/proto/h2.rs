@@ -1,5 +1,6 @@
 //! The HTTP/2 (h2c, prior knowledge) connection loop: the `h2` crate's
-//! server over [`crate::io::compat::Stream`], one task per stream.
+//! server over [`crate::io::compat::Stream`]; the streams run in the
+//! connection's task ([`crate::subtasks`]).
 //!
 //! Each stream is routed on its own with the route table (GRPCRoutes for
 //! gRPC requests, HTTPRoutes for the rest) by the same phase functions as
@@ -60,7 +61,7 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -86,6 +87,7 @@ use crate::mirror::{self, Tee};
 use crate::phase::{self, Action, Ctx, Protocol};
 use crate::proto::bridge::{self, CopyError, FROM_BACKEND, PumpError};
 use crate::runtime::Worker;
+use crate::subtasks::SubTasks;
 use crate::upstream;
 
 /// Most streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS,
@@ -204,14 +206,30 @@ pub async fn serve(
         return;
     };
     let state = Rc::new(ConnState::new());
-    let ended = drive(&mut conn, &state, &worker, client, port, idle).await;
+    let new_stream = |request, respond| {
+        serve_stream(
+            worker.clone(),
+            state.clone(),
+            request,
+            respond,
+            client,
+            port,
+        )
+    };
+    let mut streams = SubTasks::with_capacity(DEFAULT_MAX_CONCURRENT_STREAMS as usize);
+    let ended = drive(&mut conn, &mut streams, new_stream, &state, &worker, idle).await;
     if ended {
         drop(conn);
         goaway_on_violation(&socket, &verdict).await;
-        return;
+    } else {
+        // Flush the GOAWAY and let open streams finish.
+        let closing = poll_fn(|cx| streams.poll_with(cx, |own| conn.poll_closed(own)));
+        let _ = tokio::time::timeout(idle, closing).await;
+        drop(conn);
     }
-    // Flush the GOAWAY and let open streams finish.
-    let _ = tokio::time::timeout(idle, poll_fn(|cx| conn.poll_closed(cx))).await;
+    // Streams still running end on their own (the connection is gone, so
+    // they only finish their backend side, metrics and access log).
+    streams.finish().await;
 }
 
 /// A GOAWAY frame (RFC 9113 §6.8) without debug data.
@@ -236,12 +254,12 @@ async fn goaway_on_violation(socket: &TcpStream, verdict: &Cell<Verdict>) {
 /// close). When the worker drains, the connection is shut down gracefully
 /// (GOAWAY, RFC 9113 §6.8) and streams are still accepted and served until
 /// the client has seen the final GOAWAY and every open stream has ended.
-async fn drive(
+async fn drive<F: Future<Output = ()> + 'static>(
     conn: &mut server::Connection<Guarded, Bytes>,
+    streams: &mut SubTasks<F>,
+    new_stream: impl Fn(http::Request<RecvStream>, SendResponse<Bytes>) -> F,
     state: &Rc<ConnState>,
     worker: &Rc<Worker>,
-    client: SocketAddr,
-    port: u16,
     idle: Duration,
 ) -> bool {
     let mut draining = false;
@@ -251,69 +269,71 @@ async fn drive(
     // stream began, and the request path never touches the timer wheel).
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
+    let mut drain = worker.drain_signal();
     let mut accepted: u64 = 0;
     let mut accepted_when_armed: u64 = 0;
     loop {
-        let timer = idle_timer.as_mut();
-        let accept = async {
-            tokio::select! {
-                next = conn.accept() => Ok(next),
-                () = timer => Err(()),
-            }
-        };
-        let next = if draining {
-            accept.await
-        } else {
-            match worker
-                .unless_draining(async { Some(accept.await) }, None)
-                .await
-            {
-                Some(next) => next,
-                None => {
-                    // GOAWAY; streams already open run to their end, and
-                    // accept() ends once they have.
-                    conn.graceful_shutdown();
-                    draining = true;
-                    continue;
+        // The connection's own work, polled only when its waker fired (the
+        // streams run in between, see `SubTasks::poll_with`). A stream
+        // already received is taken before the drain is looked at.
+        let event = poll_fn(|cx| {
+            streams.poll_with(cx, |own| {
+                if let Poll::Ready(next) = conn.poll_accept(own) {
+                    return Poll::Ready(Event::Next(next));
                 }
-            }
-        };
-        let next = match next {
-            Ok(next) => next,
-            Err(()) if conn.has_streams() || accepted != accepted_when_armed => {
-                accepted_when_armed = accepted;
-                idle_timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + idle);
-                continue;
-            }
-            Err(()) => {
-                conn.graceful_shutdown();
-                return false;
-            }
-        };
-        match next {
-            Some(Ok((request, respond))) => {
+                if !draining && Pin::new(&mut drain).poll(own).is_ready() {
+                    return Poll::Ready(Event::Drain);
+                }
+                if idle_timer.as_mut().poll(own).is_ready() {
+                    return Poll::Ready(Event::Idle);
+                }
+                Poll::Pending
+            })
+        })
+        .await;
+        match event {
+            Event::Next(Some(Ok((request, respond)))) => {
                 accepted += 1;
                 if state.too_many_resets() {
                     conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                     return false;
                 }
-                // Boxed: tokio copies a task's future when it spawns it and
-                // when it ends; a box is 8 bytes, a stream's state ~2 KiB.
-                tokio_uring::spawn(Box::pin(serve_stream(
-                    worker.clone(),
-                    state.clone(),
-                    request,
-                    respond,
-                    client,
-                    port,
-                )));
+                streams.push(new_stream(request, respond));
             }
             // A connection error (the crate has sent GOAWAY) or the end.
-            Some(Err(_)) | None => return true,
+            Event::Next(Some(Err(_)) | None) => return true,
+            Event::Drain => {
+                // GOAWAY; streams already open run to their end, and
+                // accept() ends once they have.
+                conn.graceful_shutdown();
+                draining = true;
+            }
+            Event::Idle if conn.has_streams() || accepted != accepted_when_armed => {
+                accepted_when_armed = accepted;
+                if streams.is_empty() {
+                    streams.trim();
+                }
+                idle_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + idle);
+            }
+            Event::Idle => {
+                streams.trim();
+                conn.graceful_shutdown();
+                return false;
+            }
         }
     }
+}
+
+/// What woke [`drive`]'s connection.
+enum Event {
+    /// `h2`'s next stream, a connection error, or the end.
+    Next(Option<Result<(http::Request<RecvStream>, SendResponse<Bytes>), h2::Error>>),
+    /// The worker started draining.
+    Drain,
+    /// The idle timer fired.
+    Idle,
 }
 
 // === impl Guarded ===
