@@ -1097,10 +1097,12 @@ async fn forward_h1(
         let copied = match rframing {
             Framing::Length(n) if n > 0 && body_in_shared as u64 == n => {
                 upstream.consume(body_in_shared);
+                // The whole body is in memory already (it came with the
+                // head, within one read buffer): queued at once, without
+                // asking for capacity first; h2 still sends no more than the
+                // client's window allows.
                 let body = shared.slice(resp.len..);
-                bridge::send_parts(send, body, true)
-                    .await
-                    .map_err(|_| CopyError::Write)
+                send.send_data(body, true).map_err(|_| CopyError::Write)
             }
             Framing::Length(n) => {
                 bridge::copy_length(
@@ -1170,6 +1172,14 @@ async fn send_and_receive(
     resp: &mut Head,
     tee: &mut Tee,
 ) -> Result<(), Failure> {
+    if framing == Framing::Empty {
+        // No body: the head and the wait for the answer in one io_uring
+        // operation.
+        tee.finish();
+        return upstream::h1::send_and_read_head(upstream, head, resp, false, true, Arrival::Soon)
+            .await
+            .map_err(Failure::BeforeResponse);
+    }
     let upstream_io = |e| Failure::BeforeResponse(Error::new_io(Kind::UpstreamIo, e));
     upstream
         .write_all(head)
