@@ -221,6 +221,10 @@ impl<F: Future<Output = ()> + 'static> SubTasks<F> {
     /// woken meanwhile, for a few rounds. Returns what `own` returned when
     /// it was ready; `own` is polled again on the next call then (whatever
     /// made it ready may not be all it has).
+    ///
+    /// After a `Ready`, the owner calls this again before it yields (as a
+    /// loop around it does): futures woken during that call's last round
+    /// are only polled by the next call, and did not wake the owner.
     pub fn poll_with<T>(
         &mut self,
         cx: &mut Context<'_>,
