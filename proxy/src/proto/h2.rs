@@ -326,10 +326,17 @@ async fn drive<F: Future<Output = ()> + 'static>(
     }
 }
 
+/// A stream `h2` accepted: its request and where its response goes.
+type Accepted = (http::Request<RecvStream>, SendResponse<Bytes>);
+
 /// What woke [`drive`]'s connection.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made and matched once per event; boxing would allocate per stream"
+)]
 enum Event {
     /// `h2`'s next stream, a connection error, or the end.
-    Next(Option<Result<(http::Request<RecvStream>, SendResponse<Bytes>), h2::Error>>),
+    Next(Option<Result<Accepted, h2::Error>>),
     /// The worker started draining.
     Drain,
     /// The idle timer fired.
