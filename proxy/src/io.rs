@@ -304,42 +304,6 @@ impl Conn {
         result
     }
 
-    /// Writes all of `data` (a request), then [fills](Self::fill_head) the
-    /// buffer with the first bytes of the answer, as one linked io_uring
-    /// operation: one submission, and one wake-up of the task, when the
-    /// answer is there (the write's own completion is skipped). Returns
-    /// what the read returned, or the error of the write or the read
-    /// (the kernel does not say which).
-    ///
-    /// Meant for an empty buffer (an exchange's start): the read goes after
-    /// whatever is pending.
-    ///
-    /// # Errors
-    ///
-    /// The socket's error; `OutOfMemory` (after the write) when the buffer
-    /// is full.
-    pub async fn write_then_fill_head(&mut self, data: &mut Vec<u8>) -> io::Result<usize> {
-        if self.is_full() {
-            self.write_all(data).await?;
-            return Err(io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "read buffer full",
-            ));
-        }
-        // The answer cannot be there yet: the kernel polls first.
-        let poll_first = self.pos == self.buf.len();
-        let owned = std::mem::take(data);
-        let buf = std::mem::take(&mut self.buf);
-        let (len, cap) = (buf.len(), buf.capacity());
-        let (received, owned, slice) = self
-            .stream
-            .send_then_recv(owned, buf.slice(len..cap), poll_first)
-            .await;
-        *data = owned;
-        self.buf = slice.into_inner();
-        received
-    }
-
     /// Writes all of `data`, giving the buffer back.
     ///
     /// # Errors
@@ -417,55 +381,6 @@ mod tests {
         assert_eq!(pool.get_small().capacity(), SMALL_BUFFER_SIZE);
         let again = pool.get_body();
         assert_eq!(again.as_ptr(), body_ptr);
-    }
-
-    /// A real socket pair: the linked write and read deliver the request
-    /// and return the answer; towards a peer that is gone the operation
-    /// reports the failure (and completes: the kernel omits the read's
-    /// completion when the write fails).
-    #[test]
-    fn write_then_fill_head_sends_and_receives_or_reports_the_failed_send() {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let peer = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut got = [0u8; 5];
-            s.read_exact(&mut got).unwrap();
-            s.write_all(b"answer to hello").unwrap();
-            got
-        });
-        tokio_uring::start(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            let mut conn = Conn::new(stream, Vec::with_capacity(64));
-            let mut request = b"hello".to_vec();
-            assert!(conn.write_then_fill_head(&mut request).await.unwrap() > 0);
-            assert_eq!(request, b"hello");
-            while conn.pending().len() < 15 {
-                assert!(conn.fill().await.unwrap() > 0);
-            }
-            assert_eq!(conn.pending(), b"answer to hello");
-            assert_eq!(&peer.join().unwrap(), b"hello");
-            conn.consume(15);
-
-            // The peer closed: the first write may still be taken by the
-            // kernel (the reset comes back afterwards) and the read sees
-            // the end of the stream; a later write fails, and the
-            // operation still completes (once).
-            let mut failed = false;
-            for _ in 0..20 {
-                match conn.write_then_fill_head(&mut request).await {
-                    Ok(0) => {}
-                    Ok(n) => panic!("{n} bytes from a closed peer"),
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
-                }
-            }
-            assert!(failed);
-            assert_eq!(request, b"hello");
-        });
     }
 
     #[test]

@@ -588,20 +588,6 @@ async fn send_and_receive(
     upgrade: bool,
     tee: &mut Tee,
 ) -> Result<(), Error> {
-    if framing == Framing::Empty {
-        // The common case (no body): the head and the wait for the answer
-        // in one io_uring operation.
-        tee.finish();
-        return upstream::h1::send_and_read_head(
-            upstream,
-            request_head,
-            resp,
-            upgrade,
-            true,
-            Arrival::Later,
-        )
-        .await;
-    }
     let to = upstream.stream();
     match framing {
         Framing::Empty | Framing::UntilClose => io::write_all(to, request_head)

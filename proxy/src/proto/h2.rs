@@ -1179,14 +1179,6 @@ async fn send_and_receive(
     resp: &mut Head,
     tee: &mut Tee,
 ) -> Result<(), Failure> {
-    if framing == Framing::Empty {
-        // No body: the head and the wait for the answer in one io_uring
-        // operation.
-        tee.finish();
-        return upstream::h1::send_and_read_head(upstream, head, resp, false, true, Arrival::Soon)
-            .await
-            .map_err(Failure::BeforeResponse);
-    }
     let upstream_io = |e| Failure::BeforeResponse(Error::new_io(Kind::UpstreamIo, e));
     upstream
         .write_all(head)

@@ -39,43 +39,6 @@ pub fn checkin(worker: &Worker, addr: SocketAddr, mut conn: Conn) {
     worker.pool.put(addr, conn);
 }
 
-/// Writes `request` (a whole request: head and any body) and reads the
-/// final response head into `resp` as [`read_head`] does, the write and the
-/// first read linked into one io_uring operation
-/// ([`Conn::write_then_fill_head`]). When `retryable`, a failure before
-/// any byte of the answer arrived is [retryable](Error::retryable) (the
-/// request can go to another connection; the linked operation does not
-/// tell a failed write from a failed read).
-///
-/// # Errors
-///
-/// As for [`read_head`].
-pub async fn send_and_read_head(
-    upstream: &mut Conn,
-    request: &mut Vec<u8>,
-    resp: &mut Head,
-    upgrade: bool,
-    retryable: bool,
-    arrival: Arrival,
-) -> Result<(), Error> {
-    if !upstream.pending().is_empty() {
-        // Bytes before the answer to a request not sent yet: a backend
-        // that talks out of turn. Read as they are, after the write.
-        upstream
-            .write_all(request)
-            .await
-            .map_err(|e| Error::new_io(Kind::UpstreamIo, e).retryable())?;
-        return read_head(upstream, resp, upgrade, retryable, arrival).await;
-    }
-    let maybe_retry = |e: Error| if retryable { e.retryable() } else { e };
-    match upstream.write_then_fill_head(request).await {
-        Ok(0) => return Err(maybe_retry(Error::new(Kind::UpstreamIo))),
-        Ok(_) => {}
-        Err(e) => return Err(maybe_retry(Error::new_io(Kind::UpstreamIo, e))),
-    }
-    read_head(upstream, resp, upgrade, retryable, arrival).await
-}
-
 /// Reads the final response head into `resp`, skipping `1xx` heads; a
 /// `101` is final only for an `upgrade` request (else it is malformed).
 /// `arrival` says whether the answer is expected [later](Arrival::Later)

@@ -38,9 +38,6 @@ mod sendmsg;
 
 mod sendmsg_zc;
 
-mod send_recv;
-pub(crate) use send_recv::send_recv;
-
 mod shared_fd;
 pub(crate) use shared_fd::SharedFd;
 

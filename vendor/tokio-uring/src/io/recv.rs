@@ -21,16 +21,6 @@ thread_local! {
     static POLL_FIRST_WORKS: Cell<bool> = const { Cell::new(true) };
 }
 
-/// Whether `IORING_RECVSEND_POLL_FIRST` may be asked for on this thread.
-pub(crate) fn poll_first_works() -> bool {
-    POLL_FIRST_WORKS.with(Cell::get)
-}
-
-/// The kernel rejected `IORING_RECVSEND_POLL_FIRST`: never ask again here.
-pub(crate) fn poll_first_rejected() {
-    POLL_FIRST_WORKS.with(|w| w.set(false));
-}
-
 pub(crate) struct Recv<T> {
     /// Holds a strong ref to the FD, preventing the file from being closed
     /// while the operation is in-flight.
@@ -71,7 +61,7 @@ impl<T: BoundedBufMut> Op<Recv<T>> {
 
 /// Sets the `ioprio` field of `sqe`, which io-uring 0.6's `Recv` builder
 /// does not expose.
-pub(crate) fn set_ioprio(sqe: &mut io_uring::squeue::Entry, ioprio: u16) {
+fn set_ioprio(sqe: &mut io_uring::squeue::Entry, ioprio: u16) {
     const _: () = assert!(std::mem::size_of::<io_uring::squeue::Entry>() == 64);
     let sqe = sqe as *mut io_uring::squeue::Entry as *mut u8;
     // SAFETY: `Entry` is `#[repr(C)]` around `struct io_uring_sqe`, a

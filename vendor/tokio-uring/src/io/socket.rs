@@ -175,17 +175,6 @@ impl Socket {
         crate::io::recv(&self.fd, buf, false).await
     }
 
-    /// Sends all of `send`, then receives into `recv`, linked into one
-    /// operation (sluice; see `io/send_recv.rs`).
-    pub(crate) async fn send_then_recv<S: BoundedBuf, R: BoundedBufMut>(
-        &self,
-        send: S,
-        recv: R,
-        poll_first: bool,
-    ) -> (io::Result<usize>, S, R) {
-        crate::io::send_recv(self, send, recv, poll_first).await
-    }
-
     /// A receive that hints that no data is waiting yet (sluice).
     pub(crate) async fn recv_poll_first<T: BoundedBufMut>(
         &self,

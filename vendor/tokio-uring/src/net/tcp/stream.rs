@@ -96,28 +96,6 @@ impl TcpStream {
         self.inner.recv_poll_first(buf).await
     }
 
-    /// Sends all of `send`, then receives into `recv` (added for sluice):
-    /// a request and the wait for its answer. Where the kernel supports it
-    /// (`IOSQE_CQE_SKIP_SUCCESS`, Linux 5.17) the two are linked into one
-    /// submission with one completion, so the task wakes once, when the
-    /// answer is there; elsewhere they run one after the other. With
-    /// `poll_first` the receive is hinted that no data is waiting yet, as
-    /// in [`recv_poll_first`].
-    ///
-    /// Returns what the receive returned once everything was sent, or the
-    /// error of whichever of the two failed (the kernel does not say
-    /// which when they are linked), and both buffers.
-    ///
-    /// [`recv_poll_first`]: Self::recv_poll_first
-    pub async fn send_then_recv<S: BoundedBuf, R: BoundedBufMut>(
-        &self,
-        send: S,
-        recv: R,
-        poll_first: bool,
-    ) -> (std::io::Result<usize>, S, R) {
-        self.inner.send_then_recv(send, recv, poll_first).await
-    }
-
     /// Like [`read`], but using a pre-mapped buffer
     /// registered with [`FixedBufRegistry`].
     ///

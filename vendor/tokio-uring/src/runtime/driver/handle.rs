@@ -81,20 +81,6 @@ impl Handle {
         self.inner.borrow_mut().submit_op(data, f, self.into())
     }
 
-    /// See [`Driver::skips_cqe_on_success`] (sluice).
-    pub(crate) fn skips_cqe_on_success(&self) -> bool {
-        self.inner.borrow().skips_cqe_on_success()
-    }
-
-    /// See [`Driver::submit_linked_op`] (sluice).
-    pub(crate) fn submit_linked_op<T, S, F>(&self, data: T, f: F) -> io::Result<Op<T, S>>
-    where
-        T: Completable,
-        F: FnOnce(&mut T) -> (squeue::Entry, squeue::Entry),
-    {
-        self.inner.borrow_mut().submit_linked_op(data, f, self.into())
-    }
-
     pub(crate) fn poll_op<T>(&self, op: &mut Op<T>, cx: &mut Context<'_>) -> Poll<T::Output>
     where
         T: Unpin + 'static + Completable,

@@ -178,57 +178,6 @@ impl Driver {
         Ok(op)
     }
 
-    /// Whether the kernel posts no completion for a successful request
-    /// flagged `IOSQE_CQE_SKIP_SUCCESS` (Linux 5.17), which
-    /// [`submit_linked_op`](Self::submit_linked_op) needs (sluice).
-    pub(crate) fn skips_cqe_on_success(&self) -> bool {
-        self.uring.params().is_feature_skip_cqe_on_success()
-    }
-
-    /// Submits two requests linked (`IOSQE_IO_LINK`) as one operation
-    /// (sluice): the second starts only once the first completed in full.
-    /// The first is flagged `IOSQE_CQE_SKIP_SUCCESS`, so the operation gets
-    /// exactly one completion: the second's when the first succeeded; the
-    /// first's (an error) when it failed, since the kernel then cancels the
-    /// rest of the link and omits their completions. Both carry the
-    /// operation's index. Either way that one completion comes after both
-    /// requests are over, so the data (both buffers) lives long enough.
-    /// Both are pushed in one go: a link cut by a submission in between
-    /// would let the second run on its own.
-    ///
-    /// Callers check [`skips_cqe_on_success`](Self::skips_cqe_on_success)
-    /// first.
-    pub(crate) fn submit_linked_op<T, S, F>(
-        &mut self,
-        mut data: T,
-        f: F,
-        handle: WeakHandle,
-    ) -> io::Result<Op<T, S>>
-    where
-        T: Completable,
-        F: FnOnce(&mut T) -> (squeue::Entry, squeue::Entry),
-    {
-        let index = self.ops.insert();
-        let (first, second) = f(&mut data);
-        let first = first
-            .flags(squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS)
-            .user_data(index as _);
-        let second = second.user_data(index as _);
-        let op = Op::new(handle, data, index);
-        // SAFETY: the entries point into `data`'s buffers, which the op
-        // keeps alive (or the driver, once the op is dropped) until the
-        // second entry's completion, which comes after the first's end.
-        while unsafe {
-            self.uring
-                .submission()
-                .push_multiple(&[first.clone(), second.clone()])
-                .is_err()
-        } {
-            self.submit()?;
-        }
-        Ok(op)
-    }
-
     pub(crate) fn remove_op<T, CqeType>(&mut self, op: &mut Op<T, CqeType>) {
         // Get the Op Lifecycle state from the driver
         let (lifecycle, completions) = match self.ops.get_mut(op.index()) {
