@@ -34,6 +34,14 @@
 //! is ever refused. Finished slots keep their allocation for reuse, but no
 //! more of them than there are live futures (or 16), and
 //! [`SubTasks::trim`] releases them all (an idle connection calls it).
+//!
+//! # Panics
+//!
+//! A future that panics unwinds through the owner's poll: the owner's task
+//! ends, with every future in its set (for a connection: all its streams),
+//! where a spawned task would have ended alone. The request path has no
+//! panicking operation on input or network data (see the crate's lints),
+//! so this is a bound on a bug's reach, not a case that is handled.
 
 use std::future::Future;
 use std::pin::Pin;
