@@ -179,13 +179,8 @@ impl<F: Future<Output = ()> + 'static> SubTasks<F> {
         }
     }
 
-    /// Futures not yet finished (not counting any spawned because the set
-    /// was full).
-    pub fn len(&self) -> usize {
-        self.live
-    }
-
-    /// Whether no future is running in the set.
+    /// Whether no future is running in the set (any spawned because the
+    /// set was full are not counted).
     pub fn is_empty(&self) -> bool {
         self.live == 0
     }
@@ -320,9 +315,6 @@ impl<F: Future<Output = ()> + 'static> SubTasks<F> {
     /// no work of its own left).
     pub async fn finish(&mut self) {
         std::future::poll_fn(|cx| {
-            if self.is_empty() {
-                return Poll::Ready(());
-            }
             let _ = self.poll_with(cx, |_| Poll::<()>::Pending);
             if self.is_empty() {
                 Poll::Ready(())
@@ -409,7 +401,7 @@ mod tests {
         set.push(b);
         let _ = set.poll_with(&mut cx, |_| Poll::<()>::Pending);
         assert_eq!((ha.polls.get(), hb.polls.get()), (1, 1));
-        assert_eq!(set.len(), 2);
+        assert_eq!(set.live, 2);
 
         // Nothing woken: nothing polled.
         let _ = set.poll_with(&mut cx, |_| Poll::<()>::Pending);
@@ -420,7 +412,7 @@ mod tests {
         assert_eq!(owner.0.load(Ordering::SeqCst), 1);
         let _ = set.poll_with(&mut cx, |_| Poll::<()>::Pending);
         assert_eq!((ha.polls.get(), hb.polls.get()), (2, 1));
-        assert_eq!(set.len(), 1);
+        assert_eq!(set.live, 1);
 
         // The finished slot (and its allocation) is reused.
         let (c, hc) = gate();

@@ -222,7 +222,7 @@ pub async fn splice_response(upstream: &mut Conn, client: &TcpStream, rest: u64)
         return BodySplice::NotTaken;
     };
     if !splicer.register_response((ckey, cfd), ukey) {
-        splicer.forget_response(&ukey);
+        splicer.forget_entries(&[ukey]);
         return BodySplice::NotTaken;
     }
     let mut body = Body {
@@ -243,7 +243,7 @@ pub async fn splice_response(upstream: &mut Conn, client: &TcpStream, rest: u64)
         Err(outcome) => outcome,
     };
     tracing::debug!(target: "sluice::bpf", enter_us = (t1 - t0).as_micros() as u64, stay_us = t1.elapsed().as_micros() as u64, drained = body.drained, left = body.left, ?outcome, "eBPF response splice: body");
-    splicer.forget_response(&ukey);
+    splicer.forget_entries(&[ukey]);
     let kernel = match outcome {
         BodySplice::Done => body.left,
         BodySplice::Rest(n) => body.left - n,
@@ -589,12 +589,6 @@ impl Splicer {
                 false
             }
         }
-    }
-
-    /// Forgets U's entries (`SLUICE_SPLICED`, `SLUICE_BUDGET`); U stays in
-    /// `SLUICE_SPLICE` until it is closed (see the module docs).
-    fn forget_response(&self, ukey: &SockKey) {
-        self.forget_entries(&[*ukey]);
     }
 }
 

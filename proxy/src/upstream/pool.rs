@@ -40,6 +40,13 @@ struct Idle {
     since_ms: u64,
 }
 
+impl Idle {
+    /// Whether it has been idle too long at `now` ([`coarse_ms`]).
+    fn expired(&self, now: u64) -> bool {
+        now.saturating_sub(self.since_ms) >= IDLE_TIMEOUT_MS
+    }
+}
+
 /// Idle backend connections of one worker.
 #[derive(Debug, Default)]
 pub struct Pool {
@@ -53,7 +60,7 @@ impl Pool {
         let list = idle.get_mut(&addr)?;
         let now = coarse_ms();
         while let Some(entry) = list.pop() {
-            if now.saturating_sub(entry.since_ms) < IDLE_TIMEOUT_MS {
+            if !entry.expired(now) {
                 return Some(entry.conn);
             }
         }
@@ -72,10 +79,7 @@ impl Pool {
         // usually empty, so it is walked from the front (one comparison in
         // the common case; each expired entry is walked once, when it goes).
         let now = coarse_ms();
-        let expired = list
-            .iter()
-            .take_while(|e| now.saturating_sub(e.since_ms) >= IDLE_TIMEOUT_MS)
-            .count();
+        let expired = list.iter().take_while(|e| e.expired(now)).count();
         if expired > 0 {
             list.drain(..expired);
         }
