@@ -6,9 +6,9 @@
 #               [--quiet-pct P] [--max-wait S]
 #
 # One nginx backend serves a fixed 13-byte body on CPU 1; wrk runs on CPU 1
-# too; each proxy runs alone, with one worker, pinned to CPU 0. Rounds
-# alternate the proxies (sluice, nginx, haproxy, sluice, …); every proxy
-# start gets a warm-up. Per run: requests/s and p99 (wrk --latency), the CPU
+# too; each proxy runs alone, with one worker, pinned to CPU 0. Each round
+# runs every proxy once, in an order rotated per round (sluice nginx
+# haproxy, then nginx haproxy sluice, …); every proxy start gets a warm-up. Per run: requests/s and p99 (wrk --latency), the CPU
 # cost per request on the proxy's core (busy jiffies of CPU 0 from
 # /proc/stat — everything but idle and iowait, so softirq included — over the
 # measurement window, divided by the requests wrk completed), the proxy
@@ -273,7 +273,14 @@ say "$rounds round(s) × ${duration}s per proxy (warm-up ${warmup}s), $connectio
 printf '%-6s %-8s %10s %10s %10s %12s %12s %8s %8s %8s\n' \
   round proxy req/s p50_us p99_us cpu0_us/req proc_us/req busy% before% rss_MB >&2
 for r in $(seq "$rounds"); do
-  for p in "${proxies[@]}"; do
+  # The order rotates each round (sluice nginx haproxy, nginx haproxy
+  # sluice, ...): no proxy always runs first after the others' load, or
+  # always last as the machine drifts within a round.
+  order=()
+  for ((i = 0; i < ${#proxies[@]}; i++)); do
+    order+=("${proxies[$(((i + r - 1) % ${#proxies[@]}))]}")
+  done
+  for p in "${order[@]}"; do
     start_proxy "$p"
     taskset -c 1 wrk -t1 -c"$connections" -d"${warmup}s" "$url_base:${port[$p]}/" >/dev/null
     # others' load on the CPUs (the proxy is idle now): wait for quiet
