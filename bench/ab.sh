@@ -63,28 +63,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 read -r backend_port proxy_port < <(python3 "$HELPER" ports 2)
-user_line=
-[ "$(id -u)" -eq 0 ] && user_line="user root;"
-mkdir -p "$TMP/backend"
-head -c 1048576 /dev/zero >"$TMP/backend/big"
-cat >"$TMP/backend/nginx.conf" <<EOF
-$user_line
-worker_processes 1;
-daemon off;
-pid $TMP/backend/nginx.pid;
-error_log $TMP/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-$(nginx_temp_paths "$TMP/backend")
-  server {
-    listen 127.0.0.1:$backend_port backlog=4096;
-    location /small { default_type text/plain; return 200 'Hello, world!'; }
-    location /big { default_type application/octet-stream; alias $TMP/backend/big; }
-  }
-}
-EOF
+backend_nginx_conf "$TMP/backend" "$backend_port"
 taskset -c 1 nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" &
 pids+=($!)
 wait_port "$backend_port" || { cat "$TMP/backend/error.log" >&2; echo "ab.sh: backend did not start" >&2; exit 1; }

@@ -2,8 +2,8 @@
 # HTTP/1.1 keep-alive load through sluice, nginx and HAProxy, side by side.
 #
 #   bench/h1.sh [--rounds N] [--duration S] [--warmup S] [--connections C]
-#               [--idle N] [--quick] [--sluice PATH] [--no-setup] [--out DIR]
-#               [--quiet-pct P] [--max-wait S]
+#               [--idle N] [--quick] [--sluice PATH | --pgo] [--no-setup]
+#               [--out DIR] [--quiet-pct P] [--max-wait S]
 #
 # One nginx backend serves a fixed 13-byte body on CPU 1; wrk runs on CPU 1
 # too; each proxy runs alone, with one worker, pinned to CPU 0. Each round
@@ -26,8 +26,9 @@
 # per-round rows); --quick (1 round of 3 s, 1,000 idle connections) writes
 # h1-quick.json and h1-quick.md instead.
 #
-# --sluice PATH uses that binary; otherwise the workspace's sluice is built
-# with `cargo build --release -p sluice`.
+# --sluice PATH uses that binary; --pgo builds and uses the profile-guided
+# build (scripts/build-pgo.sh, target/pgo/release/sluice); otherwise the
+# workspace's sluice is built with `cargo build --release -p sluice`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +46,7 @@ quiet_pct=10
 max_wait=600
 quick=0
 sluice_bin=
+pgo=0
 do_setup=1
 out_dir=
 proxies=(sluice nginx haproxy)
@@ -63,6 +65,7 @@ while [ $# -gt 0 ]; do
     --quiet-pct) quiet_pct=$2; shift 2 ;;
     --max-wait) max_wait=$2; shift 2 ;;
     --sluice) sluice_bin=$2; shift 2 ;;
+    --pgo) pgo=1; shift ;;
     --no-setup) do_setup=0; shift ;;
     --out) out_dir=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -85,7 +88,11 @@ fi
 for t in wrk nginx haproxy taskset python3 curl; do
   command -v "$t" >/dev/null 2>&1 || die "missing $t (run scripts/setup.sh --bench)"
 done
-if [ -z "$sluice_bin" ]; then
+if [ -z "$sluice_bin" ] && [ "$pgo" -eq 1 ]; then
+  say "building sluice with PGO (scripts/build-pgo.sh)"
+  "$ROOT/scripts/build-pgo.sh" >&2
+  sluice_bin="$ROOT/target/pgo/release/sluice"
+elif [ -z "$sluice_bin" ]; then
   say "building sluice (cargo build --release -p sluice)"
   (cd "$ROOT" && cargo build --release -p sluice --quiet)
   sluice_bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice"

@@ -57,3 +57,34 @@ nginx_temp_paths() {
   scgi_temp_path $1/scgi;
 EOF2
 }
+
+# backend_nginx_conf DIR PORT: writes DIR/nginx.conf, the one-worker backend
+# that the A/B scripts and scripts/build-pgo.sh start on 127.0.0.1:PORT — a
+# 13-byte body at /small, a 1 MiB file at /big (written to DIR/big) — with
+# its pid, log and temporary files under DIR.
+backend_nginx_conf() {
+  local dir=$1 port=$2 user_line=
+  # As root, nginx's workers would otherwise run as nobody, who may not
+  # read DIR.
+  [ "$(id -u)" -eq 0 ] && user_line="user root;"
+  mkdir -p "$dir"
+  [ -f "$dir/big" ] || head -c 1048576 /dev/zero >"$dir/big"
+  cat >"$dir/nginx.conf" <<EOF2
+$user_line
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+$(nginx_temp_paths "$dir")
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    location /small { default_type text/plain; return 200 'Hello, world!'; }
+    location /big { default_type application/octet-stream; alias $dir/big; }
+  }
+}
+EOF2
+}

@@ -4,8 +4,9 @@
 #
 #   bench/run.sh [--quick] [--rounds N] [--duration S] [--warmup S]
 #                [--cpu-quota PCT] [--proxies LIST] [--loads LIST]
-#                [--routes N] [--sluice PATH] [--pingora PATH] [--envoy PATH]
-#                [--no-setup] [--out DIR] [--quiet-pct P] [--max-wait S]
+#                [--routes N] [--sluice PATH | --pgo] [--pingora PATH]
+#                [--envoy PATH] [--no-setup] [--out DIR] [--quiet-pct P]
+#                [--max-wait S]
 #
 # Each proxy runs alone with ONE worker pinned to CPU 0 (taskset); the nginx
 # backend (a 13-byte body at /small and anything else, a 1 MiB file at /big)
@@ -35,6 +36,10 @@
 # cpu.cfs_quota_us where the cpu controller is still on v1), so the proxy is
 # the bottleneck and requests/s ranks them too.
 #
+# sluice is the workspace's release build (`cargo build --release`), or the
+# binary at --sluice PATH, or with --pgo the profile-guided build that
+# scripts/build-pgo.sh makes (target/pgo/release/sluice, built here).
+#
 # --quick: 1 round of 2 s, loads small,1mib,close,h2c64, no route-heavy
 # case, Pingora only if already built; prints the table (< 2 minutes).
 #
@@ -60,6 +65,7 @@ proxies_arg=sluice-off,sluice-on,nginx,haproxy,envoy,pingora
 loads_arg=
 nroutes=10000
 sluice_bin=
+pgo=0
 pingora_bin=
 envoy_bin=
 do_setup=1
@@ -82,6 +88,7 @@ while [ $# -gt 0 ]; do
     --loads) loads_arg=$2; shift 2 ;;
     --routes) nroutes=$2; shift 2 ;;
     --sluice) sluice_bin=$2; shift 2 ;;
+    --pgo) pgo=1; shift ;;
     --pingora) pingora_bin=$2; shift 2 ;;
     --envoy) envoy_bin=$2; shift 2 ;;
     --no-setup) do_setup=0; shift ;;
@@ -137,7 +144,11 @@ note() {  # a line for the report's notes (and stderr)
 }
 
 if has sluice-off || has sluice-on; then
-  if [ -z "$sluice_bin" ]; then
+  if [ -z "$sluice_bin" ] && [ "$pgo" -eq 1 ]; then
+    say "building sluice with PGO (scripts/build-pgo.sh)"
+    "$ROOT/scripts/build-pgo.sh" >&2
+    sluice_bin="$ROOT/target/pgo/release/sluice"
+  elif [ -z "$sluice_bin" ]; then
     say "building sluice (cargo build --release -p sluice)"
     (cd "$ROOT" && cargo build --release -p sluice --quiet)
     sluice_bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice"
