@@ -32,17 +32,7 @@ HELPER="$ROOT/bench/h1_helper.py"
 load=small
 rounds=5
 duration=10
-builds=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --load) load=$2; shift 2 ;;
-    --rounds) rounds=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *=*) builds+=("$1"); shift ;;
-    *) echo "ab-paired.sh: unknown argument $1 (builds are NAME=PATH)" >&2; exit 2 ;;
-  esac
-done
+ab_args "$0" "$@"
 [ ${#builds[@]} -eq 2 ] || { echo "ab-paired.sh: name exactly two builds, A=PATH B=PATH" >&2; exit 2; }
 case "$load" in
   small|h2c) ;;

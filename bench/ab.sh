@@ -29,17 +29,7 @@ HELPER="$ROOT/bench/h1_helper.py"
 load=small
 rounds=4
 duration=8
-builds=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --load) load=$2; shift 2 ;;
-    --rounds) rounds=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *=*) builds+=("$1"); shift ;;
-    *) echo "ab.sh: unknown argument $1 (builds are NAME=PATH[:ARGS])" >&2; exit 2 ;;
-  esac
-done
+ab_args "$0" "$@"
 [ ${#builds[@]} -ge 1 ] || { echo "ab.sh: name at least one build, NAME=PATH[:ARGS]" >&2; exit 2; }
 case "$load" in
   small) path=/small ;;

@@ -88,3 +88,22 @@ $(nginx_temp_paths "$dir")
 }
 EOF2
 }
+
+# ab_args SCRIPT ARGS...: the A/B scripts' options, into the caller's
+# `load`, `rounds` and `duration` (whose defaults the caller sets) and
+# `builds` (every NAME=PATH[:ARGS]); --help prints SCRIPT's header.
+ab_args() {
+  local script=$1
+  shift
+  builds=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --load) load=$2; shift 2 ;;
+      --rounds) rounds=$2; shift 2 ;;
+      --duration) duration=$2; shift 2 ;;
+      -h|--help) sed -n '2,/^set -euo/p' "$script" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+      *=*) builds+=("$1"); shift ;;
+      *) echo "$(basename "$script"): unknown argument $1 (builds are NAME=PATH)" >&2; exit 2 ;;
+    esac
+  done
+}
