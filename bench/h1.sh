@@ -8,8 +8,9 @@
 # One nginx backend serves a fixed 13-byte body on CPU 1; wrk runs on CPU 1
 # too; each proxy runs alone, with one worker, pinned to CPU 0. Each round
 # runs every proxy once, in an order rotated per round (sluice nginx
-# haproxy, then nginx haproxy sluice, …); every proxy start gets a warm-up. Per run: requests/s and p99 (wrk --latency), the CPU
-# cost per request on the proxy's core (busy jiffies of CPU 0 from
+# haproxy, then nginx haproxy sluice, …); every proxy start gets a
+# warm-up. Per run: requests/s and p99 (wrk --latency), the CPU cost per
+# request on the proxy's core (busy jiffies of CPU 0 from
 # /proc/stat — everything but idle and iowait, so softirq included — over the
 # measurement window, divided by the requests wrk completed), the proxy
 # process tree's own run time per request (/proc/PID/task/*/schedstat) and
@@ -88,15 +89,7 @@ fi
 for t in wrk nginx haproxy taskset python3 curl; do
   command -v "$t" >/dev/null 2>&1 || die "missing $t (run scripts/setup.sh --bench)"
 done
-if [ -z "$sluice_bin" ] && [ "$pgo" -eq 1 ]; then
-  say "building sluice with PGO (scripts/build-pgo.sh)"
-  "$ROOT/scripts/build-pgo.sh" >&2
-  sluice_bin="$ROOT/target/pgo/release/sluice"
-elif [ -z "$sluice_bin" ]; then
-  say "building sluice (cargo build --release -p sluice)"
-  (cd "$ROOT" && cargo build --release -p sluice --quiet)
-  sluice_bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice"
-fi
+[ -n "$sluice_bin" ] || sluice_bin=$(sluice_build_bin "$pgo")
 [ -x "$sluice_bin" ] || die "no sluice binary at $sluice_bin"
 sluice_bin=$(cd "$(dirname "$sluice_bin")" && pwd)/$(basename "$sluice_bin")
 sluice_flags=(--workers 1 --bind 127.0.0.1)

@@ -107,3 +107,22 @@ ab_args() {
     esac
   done
 }
+
+# sluice_build_bin PGO: builds sluice for a bench script and prints the
+# binary's path — the profile-guided build (scripts/build-pgo.sh,
+# target/pgo/release/sluice) when PGO is 1, else the workspace's release
+# build. Build output goes to stderr; a failed build returns 1 (command
+# substitution does not carry `set -e` into the function).
+sluice_build_bin() {
+  local root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  if [ "$1" -eq 1 ]; then
+    printf 'building sluice with PGO (scripts/build-pgo.sh)\n' >&2
+    "$root/scripts/build-pgo.sh" >&2 || return 1
+    echo "$root/target/pgo/release/sluice"
+  else
+    printf 'building sluice (cargo build --release -p sluice)\n' >&2
+    (cd "$root" && cargo build --release -p sluice --quiet) >&2 || return 1
+    echo "${CARGO_TARGET_DIR:-$root/target}/release/sluice"
+  fi
+}

@@ -144,15 +144,7 @@ note() {  # a line for the report's notes (and stderr)
 }
 
 if has sluice-off || has sluice-on; then
-  if [ -z "$sluice_bin" ] && [ "$pgo" -eq 1 ]; then
-    say "building sluice with PGO (scripts/build-pgo.sh)"
-    "$ROOT/scripts/build-pgo.sh" >&2
-    sluice_bin="$ROOT/target/pgo/release/sluice"
-  elif [ -z "$sluice_bin" ]; then
-    say "building sluice (cargo build --release -p sluice)"
-    (cd "$ROOT" && cargo build --release -p sluice --quiet)
-    sluice_bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice"
-  fi
+  [ -n "$sluice_bin" ] || sluice_bin=$(sluice_build_bin "$pgo")
   [ -x "$sluice_bin" ] || die "no sluice binary at $sluice_bin"
   sluice_bin=$(cd "$(dirname "$sluice_bin")" && pwd)/$(basename "$sluice_bin")
   if ! "$sluice_bin" --help 2>/dev/null | grep -q -- '--ebpf'; then

